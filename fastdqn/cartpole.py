@@ -1,0 +1,297 @@
+"""Batched CartPole: Gymnasium's physics on torch tensors (any device) or a numba kernel (CPU).
+
+The physics is a pure function, :func:`physics`, of ``(state, action)``; the :class:`CartPole`
+object only owns buffers, the episode-step counters and the RNG counter. Autoreset is same-step:
+``step`` returns the reset observation in ``obs`` for envs that finished and their true last
+observation in ``final_obs``, so no transition is lost.
+
+Memory layout: state and observations are exposed as ``[N, 4]`` tensors, stored
+struct-of-arrays (a ``[4, N]`` buffer seen through ``.T``), so each component streams
+contiguously; ``obs.is_contiguous()`` is therefore False. Call ``.contiguous()`` if you need
+row-major memory.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from fastdqn.kernels import rng
+
+BACKENDS = ("torch", "numba")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+# Gymnasium's CartPoleEnv constants (computed the way it computes them, in float64).
+GRAVITY = 9.8
+MASSCART = 1.0
+MASSPOLE = 0.1
+TOTAL_MASS = MASSPOLE + MASSCART
+LENGTH = 0.5  # half the pole's length
+POLEMASS_LENGTH = MASSPOLE * LENGTH
+FORCE_MAG = 10.0
+TAU = 0.02
+THETA_THRESHOLD = 12 * 2 * math.pi / 360
+X_THRESHOLD = 2.4
+RESET_LOW, RESET_HIGH = -0.05, 0.05
+
+
+class StepResult(NamedTuple):
+    """What :meth:`CartPole.step` returns (all tensors on the env's device)."""
+
+    obs: torch.Tensor  # [N, 4] next observation; the reset observation where the episode ended
+    reward: torch.Tensor  # [N] float32, 1.0 every step (the terminating step included)
+    terminated: torch.Tensor  # [N] bool: pole fell or cart left the track
+    truncated: torch.Tensor  # [N] bool: episode reached max_episode_steps
+    final_obs: torch.Tensor  # [N, 4] true observation after the step, before any reset
+
+
+def physics(state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Euler step of CartPole: ``(state [..., 4], action [...]) -> (next_state, terminated)``.
+
+    Same expressions, in the same order, as Gymnasium's ``CartPoleEnv.step``; arithmetic runs in
+    ``state.dtype``. ``action`` 0 pushes left, anything else pushes right. ``next_state`` has the
+    shape of ``state`` and struct-of-arrays memory.
+    """
+    x, x_dot, theta, theta_dot = state.unbind(-1)
+    force = torch.where(action != 0, FORCE_MAG, -FORCE_MAG).to(state.dtype)
+    costheta = torch.cos(theta)
+    sintheta = torch.sin(theta)
+    temp = (force + POLEMASS_LENGTH * (theta_dot * theta_dot) * sintheta) / TOTAL_MASS
+    thetaacc = (GRAVITY * sintheta - costheta * temp) / (
+        LENGTH * (4.0 / 3.0 - MASSPOLE * (costheta * costheta) / TOTAL_MASS)
+    )
+    xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS
+    x = x + TAU * x_dot
+    x_dot = x_dot + TAU * xacc
+    theta = theta + TAU * theta_dot
+    theta_dot = theta_dot + TAU * thetaacc
+    terminated = (x < -X_THRESHOLD) | (x > X_THRESHOLD) | (theta < -THETA_THRESHOLD) | (theta > THETA_THRESHOLD)
+    return torch.stack((x, x_dot, theta, theta_dot)).movedim(0, -1), terminated
+
+
+def _as_signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+_GOLDEN = _as_signed(rng.GOLDEN)
+_MIX1 = _as_signed(rng.MIX1)
+_MIX2 = _as_signed(rng.MIX2)
+
+
+def _lsr(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 holding uint64 bits (torch's >> is arithmetic)."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def _mix64(z: torch.Tensor) -> torch.Tensor:
+    z = (z ^ _lsr(z, 30)) * _MIX1
+    z = (z ^ _lsr(z, 27)) * _MIX2
+    return z ^ _lsr(z, 31)
+
+
+def reset_draw(key: torch.Tensor, round_: torch.Tensor, env_index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Reset states ``[N, 4]`` for draw ``round_``: the counter-based stream of
+    :mod:`fastdqn.kernels.rng` (identical to the numba kernel's), uniform in [-0.05, 0.05).
+
+    ``key`` and ``round_`` are 0-d int64 tensors (uint64 bits), ``env_index`` is ``arange(N)``.
+    """
+    k = (round_ * env_index.numel() + env_index) * 2
+    rows = []
+    for j in (1, 2):
+        h = _mix64(key + (k + j) * _GOLDEN)
+        rows += [_lsr(h, 32), h & 0xFFFFFFFF]
+    u = torch.stack(rows).to(torch.float64) * rng.INV_2_32
+    return (RESET_LOW + (RESET_HIGH - RESET_LOW) * u).to(dtype).T
+
+
+def torch_step(state, elapsed, actions, max_episode_steps: int, key, round_, env_index):
+    """Pure step with same-step autoreset: returns ``(StepResult, new_state, new_elapsed)``."""
+    final_obs, terminated = physics(state, actions)
+    elapsed = elapsed + 1
+    truncated = elapsed >= max_episode_steps
+    done = terminated | truncated
+    obs = torch.where(done[:, None], reset_draw(key, round_, env_index, state.dtype), final_obs)
+    reward = torch.ones(done.shape, dtype=torch.float32, device=done.device)
+    return StepResult(obs, reward, terminated, truncated, final_obs), elapsed.masked_fill(done, 0)
+
+
+def _parse_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if dtype in DTYPES.values():
+        return dtype
+    raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
+def _parse_device(device) -> torch.device:
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+class CartPole:
+    """``num_envs`` CartPoles stepped as one batch.
+
+    Args:
+        num_envs: number of envs (>= 1).
+        backend: ``"torch"`` (any device) or ``"numba"`` (CPU only; a fused parallel kernel
+            that works on the tensors' memory in place, no copies).
+        device: torch device for all tensors.
+        dtype: ``torch.float32`` (default) or ``torch.float64`` (Gymnasium integrates in
+            float64); strings ``"float32"``/``"float64"`` work too.
+        max_episode_steps: truncation horizon (500 for CartPole-v1, 200 for v0).
+        seed: key of the reset RNG. Runs with the same seed produce the same states on every
+            backend, device and thread count. ``None`` draws a fresh key.
+        compile: torch backend only: run the step through ``torch.compile`` (one fused
+            kernel; worth it for large N, costs seconds of compile on first use).
+
+    Actions are validated for shape, dtype and device on every call. Their values (must be
+    0 or 1) are validated whenever the actions live on the CPU; on a GPU that would need a host
+    sync, so there any nonzero value means "push right".
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        backend: str = "torch",
+        device="cpu",
+        dtype=torch.float32,
+        max_episode_steps: int = 500,
+        seed: int | None = None,
+        compile: bool = False,
+    ):
+        self.num_envs = _check_positive_int("num_envs", num_envs)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.backend = backend
+        self.device = _parse_device(device)
+        if backend == "numba" and self.device.type != "cpu":
+            raise ValueError(f"the numba backend runs on the CPU only, got device {str(self.device)!r}; use backend='torch'")
+        if compile and backend != "torch":
+            raise ValueError("compile=True applies to backend='torch' only")
+        self.dtype = _parse_dtype(dtype)
+        self.max_episode_steps = _check_positive_int("max_episode_steps", max_episode_steps)
+        n, dev = self.num_envs, self.device
+        self._state = torch.zeros(4, n, dtype=self.dtype, device=dev)  # struct-of-arrays
+        self._elapsed = torch.zeros(n, dtype=torch.int32, device=dev)
+        if backend == "numba":
+            from fastdqn.kernels import cartpole_numba
+
+            self._kernels = cartpole_numba
+            self._consts = cartpole_numba.physics_constants(self._state.numpy().dtype)
+        else:
+            self._env_index = torch.arange(n, device=dev)
+            self._round_t = torch.zeros((), dtype=torch.int64, device=dev)
+            self._key_t = torch.zeros((), dtype=torch.int64, device=dev)
+            self._step_fn = torch.compile(torch_step, dynamic=False) if compile else torch_step
+        self.reset(seed=seed)
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def state(self) -> torch.Tensor:
+        """Current states ``[N, 4]`` (a writable view: writing into it moves the envs)."""
+        return self._state.T
+
+    @state.setter
+    def state(self, value) -> None:
+        value = torch.as_tensor(value)
+        if tuple(value.shape) != (self.num_envs, 4):
+            raise ValueError(f"state must have shape ({self.num_envs}, 4), got {tuple(value.shape)}")
+        self._state.copy_(value.T)
+
+    @property
+    def elapsed_steps(self) -> torch.Tensor:
+        """Steps taken in each env's current episode ``[N]`` (int32, writable view)."""
+        return self._elapsed
+
+    # -- API -------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Reset every env; returns ``obs [N, 4]``. A seed re-keys the RNG (None keeps the
+        current stream going)."""
+        if seed is not None or not hasattr(self, "_key"):
+            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+                raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+            self._key = rng.seed_key(seed)
+            self._round = 0
+        if self.backend == "numba":
+            self._kernels.reset(self._state.numpy(), self._elapsed.numpy(), np.uint64(self._key), np.uint64(self._round))
+        else:
+            self._key_t.fill_(_as_signed(self._key))
+            self._round_t.fill_(self._round)
+            self._state.copy_(reset_draw(self._key_t, self._round_t, self._env_index, self.dtype).T)
+            self._elapsed.zero_()
+        self._round += 1
+        return self._state.clone().T
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        """Apply ``actions [N]`` (integer or bool, 0 = left, 1 = right) to every env."""
+        actions = self._check_actions(actions)
+        if self.backend == "numba":
+            return self._step_numba(actions)
+        self._round_t.fill_(self._round)
+        result, elapsed = self._step_fn(
+            self.state, self._elapsed, actions, self.max_episode_steps, self._key_t, self._round_t, self._env_index
+        )
+        self._state.copy_(result.obs.T)
+        self._elapsed.copy_(elapsed)
+        self._round += 1
+        return result
+
+    def _step_numba(self, actions: torch.Tensor) -> StepResult:
+        n, dev = self.num_envs, self.device
+        obs = torch.empty(4, n, dtype=self.dtype, device=dev)
+        final_obs = torch.empty(4, n, dtype=self.dtype, device=dev)
+        reward = torch.empty(n, dtype=torch.float32, device=dev)
+        terminated = torch.empty(n, dtype=torch.bool, device=dev)
+        truncated = torch.empty(n, dtype=torch.bool, device=dev)
+        self._kernels.step(
+            self._state.numpy(),
+            actions.numpy(),
+            self._elapsed.numpy(),
+            self.max_episode_steps,
+            np.uint64(self._key),
+            np.uint64(self._round),
+            self._consts,
+            obs.numpy(),
+            final_obs.numpy(),
+            reward.numpy(),
+            terminated.numpy(),
+            truncated.numpy(),
+        )
+        self._round += 1
+        return StepResult(obs.T, reward, terminated, truncated, final_obs.T)
+
+    def _check_actions(self, actions) -> torch.Tensor:
+        if not isinstance(actions, torch.Tensor):
+            raise TypeError(f"actions must be a torch.Tensor of shape ({self.num_envs},), got {type(actions).__name__}")
+        if tuple(actions.shape) != (self.num_envs,):
+            raise ValueError(f"actions must have shape ({self.num_envs},), got {tuple(actions.shape)}")
+        if actions.dtype.is_floating_point or actions.dtype.is_complex:
+            raise ValueError(f"actions must be an integer or bool tensor, got {actions.dtype}")
+        if actions.device != self.device:
+            raise ValueError(f"actions are on {actions.device} but the envs are on {self.device}")
+        if actions.device.type == "cpu" and actions.dtype != torch.bool:
+            if self.backend == "numba":
+                bad = self._kernels.count_invalid_actions(actions.numpy())
+            else:
+                bad = int(((actions != 0) & (actions != 1)).sum())
+            if bad:
+                found = actions[(actions != 0) & (actions != 1)][0].item()
+                raise ValueError(f"actions must be 0 or 1, got {found} ({bad} invalid of {self.num_envs})")
+        return actions
+
+    def __repr__(self) -> str:
+        return (
+            f"CartPole(num_envs={self.num_envs}, backend={self.backend!r}, device={str(self.device)!r}, "
+            f"dtype={self.dtype}, max_episode_steps={self.max_episode_steps})"
+        )

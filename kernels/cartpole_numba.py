@@ -1,0 +1,181 @@
+"""CartPole step fused with same-step autoreset, as a parallel numba kernel (CPU).
+
+One pass over the envs: Gymnasium's Euler step (same expression order as
+``gymnasium.envs.classic_control.cartpole``), termination, truncation, and for finished envs a
+reset draw from the counter-based RNG in :mod:`fastdqn.kernels.rng`. The arithmetic runs in the
+dtype of ``state`` (float32 or float64): the physical constants arrive as a tuple of that dtype,
+so numba specialises one kernel per dtype and caches it on disk.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
+
+from .rng import GOLDEN, INV_2_32, MIX1, MIX2
+
+_GOLDEN = np.uint64(GOLDEN)
+_MIX1 = np.uint64(MIX1)
+_MIX2 = np.uint64(MIX2)
+_ONE = np.uint64(1)
+_TWO = np.uint64(2)
+_S27 = np.uint64(27)
+_S30 = np.uint64(30)
+_S31 = np.uint64(31)
+_S32 = np.uint64(32)
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+def physics_constants(dtype) -> tuple:
+    """Gymnasium's CartPole constants, rounded once to ``dtype``.
+
+    Order: gravity, masspole, total_mass, length, polemass_length, force_mag, tau, 4/3,
+    theta threshold (radians), x threshold.
+    """
+    f = np.dtype(dtype).type
+    masspole, masscart, length = 0.1, 1.0, 0.5
+    return tuple(
+        f(v)
+        for v in (
+            9.8,
+            masspole,
+            masspole + masscart,
+            length,
+            masspole * length,
+            10.0,
+            0.02,
+            4.0 / 3.0,
+            12 * 2 * math.pi / 360,
+            2.4,
+        )
+    )
+
+
+# pi/2 split in two doubles (Cody-Waite): k * _PIO2_HI is exact for |k| < 2**20.
+_PIO2_HI = 1.5707963267341256
+_PIO2_LO = 6.077100506506192e-11
+_TWO_OVER_PI = 0.6366197723675814
+
+
+def sincos(x):
+    """(sin x, cos x); numba-only (see the overload below)."""
+    raise NotImplementedError("sincos is only callable from numba-compiled code")
+
+
+@overload(sincos)
+def _sincos_impl(x):
+    if x != types.float32:
+        return lambda x: (np.sin(x), np.cos(x))
+
+    def sincos_f32(x):
+        # libm's sinf/cosf are scalar calls that stop the loop from vectorising. This is
+        # Cephes' float32 minimax pair on |r| <= pi/4 after a float64 quadrant reduction:
+        # within ~1 ulp of float32 for |x| < 1e6 rad, branch-free, so the loop vectorises.
+        xd = np.float64(x)
+        k = np.rint(xd * _TWO_OVER_PI)
+        r = np.float32((xd - k * _PIO2_HI) - k * _PIO2_LO)
+        q = np.int64(k)
+        z = r * r
+        s = ((np.float32(-1.9515295891e-4) * z + np.float32(8.3321608736e-3)) * z
+             - np.float32(1.6666654611e-1)) * z * r + r
+        c = (((np.float32(2.443315711809948e-5) * z - np.float32(1.388731625493765e-3)) * z
+              + np.float32(4.166664568298827e-2)) * z * z - np.float32(0.5) * z + np.float32(1.0))
+        sn = s if (q & 1) == 0 else c
+        cs = c if (q & 1) == 0 else s
+        sn = -sn if (q & 2) != 0 else sn
+        cs = -cs if ((q + 1) & 2) != 0 else cs
+        return sn, cs
+
+    return sincos_f32
+
+
+@njit
+def _mix64(z):
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@njit
+def _uniform_pair(key, k):
+    h = _mix64(key + k * _GOLDEN)
+    return -0.05 + 0.1 * ((h >> _S32) * INV_2_32), -0.05 + 0.1 * ((h & _LOW32) * INV_2_32)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def step(state, actions, elapsed, max_steps, key, round_, c, obs, final_obs, reward, terminated, truncated):
+    """Advance every env one step in place; finished envs restart from a fresh reset draw.
+
+    Layout is struct-of-arrays: state, obs and final_obs are [4, N] (rows x, x_dot, theta,
+    theta_dot), so each component streams contiguously and the physics loop vectorises.
+    state is read, then overwritten with the post-reset state. actions [N]: 0 = left, anything
+    else = right (validate with :func:`count_invalid_actions`). elapsed [N] int32: steps into
+    the episode. key/round_ uint64: RNG key and draw counter. c: :func:`physics_constants`.
+    Outputs: obs/final_obs [4, N], reward/terminated/truncated [N].
+
+    Two passes: a branch-free physics pass over all envs, then a reset pass that draws new
+    states only for the envs that finished (hashing every env would cost as much as the physics).
+    """
+    gravity, masspole, total_mass, length, polemass_length, force_mag, tau, four_thirds, th_t, x_t = c
+    n = state.shape[1]
+    for i in prange(n):
+        x = state[0, i]
+        x_dot = state[1, i]
+        theta = state[2, i]
+        theta_dot = state[3, i]
+        force = force_mag if actions[i] != 0 else -force_mag
+        sintheta, costheta = sincos(theta)
+        temp = (force + polemass_length * (theta_dot * theta_dot) * sintheta) / total_mass
+        thetaacc = (gravity * sintheta - costheta * temp) / (
+            length * (four_thirds - masspole * (costheta * costheta) / total_mass)
+        )
+        xacc = temp - polemass_length * thetaacc * costheta / total_mass
+        x = x + tau * x_dot
+        x_dot = x_dot + tau * xacc
+        theta = theta + tau * theta_dot
+        theta_dot = theta_dot + tau * thetaacc
+        final_obs[0, i] = state[0, i] = obs[0, i] = x
+        final_obs[1, i] = state[1, i] = obs[1, i] = x_dot
+        final_obs[2, i] = state[2, i] = obs[2, i] = theta
+        final_obs[3, i] = state[3, i] = obs[3, i] = theta_dot
+        e = elapsed[i] + 1
+        elapsed[i] = e
+        reward[i] = 1.0
+        terminated[i] = (x < -x_t) | (x > x_t) | (theta < -th_t) | (theta > th_t)
+        truncated[i] = e >= max_steps
+    base = round_ * np.uint64(n)
+    for i in prange(n):
+        if terminated[i] | truncated[i]:
+            _draw(state, obs, elapsed, key, base, i)
+
+
+@njit
+def _draw(state, obs, elapsed, key, base, i):
+    k = (base + np.uint64(i)) * _TWO
+    u0, u1 = _uniform_pair(key, k + _ONE)
+    u2, u3 = _uniform_pair(key, k + _TWO)
+    state[0, i] = obs[0, i] = u0
+    state[1, i] = obs[1, i] = u1
+    state[2, i] = obs[2, i] = u2
+    state[3, i] = obs[3, i] = u3
+    elapsed[i] = 0
+
+
+@njit(parallel=True, cache=True)
+def reset(state, elapsed, key, round_):
+    """Fill every env of ``state`` ([4, N]) with reset draw ``round_`` and zero ``elapsed``."""
+    base = round_ * np.uint64(state.shape[1])
+    for i in prange(state.shape[1]):
+        _draw(state, state, elapsed, key, base, i)
+
+
+@njit(cache=True)
+def count_invalid_actions(actions):
+    """Number of actions outside {0, 1} (one cheap pass, no allocation)."""
+    bad = 0
+    for i in range(actions.shape[0]):
+        a = actions[i]
+        if a != 0 and a != 1:
+            bad += 1
+    return bad
