@@ -3,10 +3,21 @@
 ``import fastdqn`` registers ``fastdqn/CartPole-v1`` and ``fastdqn/CartPole-v0`` with Gymnasium.
 """
 
+from __future__ import annotations
+
 from fastdqn.cartpole import CartPole, StepResult, physics
+from fastdqn.checkpoint import load_policy
+from fastdqn.config import DQNConfig, preset
 from fastdqn.gym_adapter import register_envs
 
 __version__ = "0.1.0"
-__all__ = ["CartPole", "StepResult", "physics", "__version__"]
+__all__ = ["CartPole", "StepResult", "physics", "DQNConfig", "preset", "train", "load_policy", "__version__"]
+
+
+def train(config: DQNConfig | None = None, out=None, resume: bool = False):
+    """Train with ``config`` (default: the 'fast' preset); see :func:`fastdqn.train.train`."""
+    from fastdqn.train import train as _train
+
+    return _train(config if config is not None else preset("fast"), out=out, resume=resume)
 
 register_envs()

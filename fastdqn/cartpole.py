@@ -188,6 +188,8 @@ class CartPole:
             from fastdqn.kernels import cartpole_numba
 
             self._kernels = cartpole_numba
+            parallel = n >= cartpole_numba.PARALLEL_MIN_ENVS
+            self._numba_step = cartpole_numba.step if parallel else cartpole_numba.step_serial
             self._consts = cartpole_numba.physics_constants(self._state.numpy().dtype)
         else:
             self._env_index = torch.arange(n, device=dev)
@@ -254,7 +256,7 @@ class CartPole:
         reward = torch.empty(n, dtype=torch.float32, device=dev)
         terminated = torch.empty(n, dtype=torch.bool, device=dev)
         truncated = torch.empty(n, dtype=torch.bool, device=dev)
-        self._kernels.step(
+        self._numba_step(
             self._state.numpy(),
             actions.numpy(),
             self._elapsed.numpy(),

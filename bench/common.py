@@ -1,0 +1,87 @@
+"""Shared helpers for the benchmark scripts: machine/version info, timing, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine_info() -> dict:
+    import numba
+    import numpy
+    import torch
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
+        "numba_threads": numba.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        import gymnasium
+
+        info["gymnasium"] = gymnasium.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def time_repeats(fn, *, repeats: int = 5, min_time: float = 0.2, sync=lambda: None) -> tuple[list[float], int]:
+    """Seconds per call of ``fn`` for each of ``repeats`` timed blocks, after a warm-up.
+
+    The number of calls per block is calibrated so one block takes about ``min_time``.
+    """
+    fn()
+    sync()
+    calls, elapsed = 1, 0.0
+    while True:
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        elapsed = time.perf_counter() - t
+        if elapsed >= min_time / 4 or calls >= 1 << 20:
+            break
+        calls *= 4
+    calls = max(1, int(calls * min_time / max(elapsed, 1e-9)))
+    per_call = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        per_call.append((time.perf_counter() - t) / calls)
+    return per_call, calls
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def write_json(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / name
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path

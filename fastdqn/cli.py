@@ -1,0 +1,169 @@
+"""``fastdqn`` command line: train, eval, play, bench-env.
+
+``fastdqn train`` flags are generated from :class:`fastdqn.config.DQNConfig`: every field is a
+``--field`` flag with the field's default and doc string.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+
+
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    from fastdqn.config import CHOICES, DQNConfig
+
+    defaults = DQNConfig()
+    g = p.add_argument_group("config fields (defaults shown are the 'fast' preset's; a --preset changes them)")
+    for f in dataclasses.fields(DQNConfig):
+        kw = {"default": argparse.SUPPRESS, "help": f"{f.metadata['doc']} (default: {getattr(defaults, f.name)!r})"}
+        if f.name in CHOICES:
+            kw["choices"] = CHOICES[f.name]
+        if f.type == "bool":
+            kw.update(type=_bool, metavar="true|false")
+        elif f.type == "int":
+            kw["type"] = int
+        elif f.type == "float":
+            kw["type"] = float
+        elif f.metadata.get("nargs"):
+            kw.update(type=int, nargs=f.metadata["nargs"])
+        names = dict.fromkeys([f"--{f.name}", f"--{f.name.replace('_', '-')}"])  # --batch_size and --batch-size
+        g.add_argument(*names, dest=f.name, **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fastdqn.config import DEFAULT_PRESET, PRESETS
+
+    p = argparse.ArgumentParser(prog="fastdqn", description="Vectorized DQN on batched CartPole.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,play,bench-env}")
+
+    t = sub.add_parser("train", help="train an agent (the main job)",
+                       description="Train a DQN agent. Writes config.json, metrics.csv, evals.csv, checkpoint.pt, "
+                                   "summary.json and learning_curve.png into the run directory.")
+    t.add_argument("--preset", default=DEFAULT_PRESET, help=f"starting config: {', '.join(PRESETS)} "
+                   f"(default: {DEFAULT_PRESET})")
+    t.add_argument("--out", help="run directory (default: runs/<env>-<timestamp>); must be new or empty")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint; only "
+                   "total_steps, eval_every, stop_when_solved, progress, plot and log_every may be changed")
+    add_config_flags(t)
+
+    e = sub.add_parser("eval", help="greedy evaluation of a trained agent on Gymnasium's own CartPole")
+    e.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    e.add_argument("--episodes", type=int, default=100)
+    e.add_argument("--seed", type=int, default=12345, help="reset seed of the first episode (default: 12345)")
+
+    pl = sub.add_parser("play", help="render the trained agent balancing into a GIF (no display needed)")
+    pl.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    pl.add_argument("--gif", default="play.gif", help="output file (default: play.gif)")
+    pl.add_argument("--steps", type=int, default=500, help="at most this many frames (default: 500)")
+    pl.add_argument("--seed", type=int, default=0)
+
+    b = sub.add_parser("bench-env", help="quick env throughput check (full benchmark: bench/env_throughput.py)")
+    b.add_argument("--num-envs", type=int, default=65536)
+    b.add_argument("--backend", default="numba", choices=["numba", "torch"])
+    b.add_argument("--steps", type=int, default=200)
+    return p
+
+
+def cmd_train(args) -> int:
+    from fastdqn.config import field_names, preset
+    from fastdqn.train import train
+
+    overrides = {k: v for k, v in vars(args).items() if k in field_names()}
+    if "hidden" in overrides:
+        overrides["hidden"] = tuple(overrides["hidden"])
+    if args.resume:
+        from fastdqn.train import RESUMABLE_OVERRIDES
+
+        bad = sorted(set(overrides) - RESUMABLE_OVERRIDES)
+        if bad:
+            raise ValueError(f"--{bad[0]} cannot change when resuming; allowed: "
+                             f"{', '.join(sorted(RESUMABLE_OVERRIDES))}")
+        if args.out and args.out != args.resume:
+            raise ValueError("--out and --resume name different directories; resuming writes into the resumed run")
+    cfg = preset(args.preset).replace(**overrides).validate()
+    result = train(cfg, out=args.resume or args.out, resume=bool(args.resume))
+    status = "solved" if result.solved else "not solved"
+    print(f"{status}: eval mean return {result.eval_mean_return} after {result.env_steps:,d} env steps, "
+          f"{result.updates:,d} updates, {result.wall_time_s:.2f} s ({result.env_steps_per_s:,.0f} env steps/s) "
+          f"-> {result.run_dir}")
+    if result.interrupted:
+        print(f"interrupted: checkpoint and summary written; continue with: fastdqn train --resume {result.run_dir}")
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import numpy as np
+
+    from fastdqn.checkpoint import load_policy
+    from fastdqn.evaluate import gymnasium_returns
+
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
+    policy = load_policy(args.run)
+    rets = gymnasium_returns(policy, policy.config.env_id, args.episodes, args.seed)
+    print(f"{policy.config.env_id} (Gymnasium's own env), {args.episodes} episodes: mean return "
+          f"{np.mean(rets):.2f} +- {np.std(rets):.2f} (min {np.min(rets):.0f}, max {np.max(rets):.0f})")
+    return 0
+
+
+def cmd_play(args) -> int:
+    from fastdqn.checkpoint import load_policy
+    from fastdqn.render import play_gif
+
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    policy = load_policy(args.run)
+    frames, ret = play_gif(policy, args.gif, max_steps=min(args.steps, policy.config.max_episode_steps), seed=args.seed)
+    print(f"wrote {args.gif}: {frames} frames, episode return {ret:.0f}")
+    return 0
+
+
+def cmd_bench_env(args) -> int:
+    import time
+
+    import torch
+
+    import fastdqn
+
+    env = fastdqn.CartPole(args.num_envs, backend=args.backend, seed=0)
+    actions = torch.randint(0, 2, (args.num_envs,))
+    env.step(actions)
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        env.step(actions)
+    dt = time.perf_counter() - t
+    print(f"{args.backend}: {args.num_envs * args.steps / dt / 1e6:.1f} M env steps/s at N={args.num_envs}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from fastdqn.checkpoint import CheckpointError
+
+    handlers = {"train": cmd_train, "eval": cmd_eval, "play": cmd_play, "bench-env": cmd_bench_env}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, CheckpointError) as e:  # config, run-dir, checkpoint and input errors: one line
+        print(f"fastdqn {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

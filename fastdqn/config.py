@@ -1,0 +1,175 @@
+"""The single source of hyperparameters: :class:`DQNConfig`, its presets and its validation.
+
+The CLI (``fastdqn train --help``) is generated from the dataclass fields and their ``doc``
+metadata, so every flag, default and help text below is what the user sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+ENVS = {"CartPole-v1": (500, 475.0), "CartPole-v0": (200, 195.0)}
+CHOICES = {
+    "env_id": tuple(ENVS),
+    "env_backend": ("auto", "numba", "torch"),
+    "device": ("auto", "cpu", "cuda"),
+    "loss": ("mse", "huber"),
+    "eps_schedule": ("exp", "linear"),
+    "compile": ("auto", "none", "default", "reduce-overhead", "max-autotune"),
+}
+
+
+class ConfigError(ValueError):
+    """A bad configuration value (message is one readable line)."""
+
+
+def _f(default, doc, **kw):
+    return field(default=default, metadata={"doc": doc, **kw})
+
+
+@dataclass
+class DQNConfig:
+    # environment
+    env_id: str = _f("CartPole-v1", "CartPole-v1 (500-step episodes, solved at 475) or CartPole-v0 (200, 195)")
+    num_envs: int = _f(8, "CartPoles stepped together; each step adds num_envs transitions")
+    env_backend: str = _f("auto", "batched env backend: numba (CPU), torch, or auto (numba on CPU, torch on CUDA)")
+    # network and optimiser
+    hidden: tuple[int, ...] = _f((64, 64), "hidden layer sizes of the ReLU MLP Q-network", nargs="+")
+    lr: float = _f(2.5e-3, "Adam learning rate")
+    gamma: float = _f(0.99, "discount factor, in [0, 1]")
+    loss: str = _f("huber", "TD loss on the chosen action's Q: mse or huber (smooth L1)")
+    double_dqn: bool = _f(True, "pick the next action with the online net, value it with the target net")
+    target_period: int = _f(100, "updates between hard target-network copies (with tau=1); 0 = no target network")
+    tau: float = _f(1.0, "target update: 1.0 = hard copy every target_period updates, <1 = Polyak every update")
+    grad_clip: float = _f(0.0, "clip the global gradient norm to this value; 0 = no clipping")
+    # replay
+    buffer_size: int = _f(50_000, "replay capacity in transitions (preallocated on the training device)")
+    batch_size: int = _f(128, "transitions per update")
+    learning_starts: int = _f(1_000, "env steps collected before the first update")
+    train_frequency: int = _f(1, "vector steps between training rounds")
+    gradient_steps: int = _f(1, "updates per training round")
+    # exploration
+    eps_schedule: str = _f("linear", "exp: end + (start-end)*exp(-decay*step); linear: start->end over decay*total_steps")
+    eps_start: float = _f(1.0, "initial epsilon")
+    eps_end: float = _f(0.02, "final epsilon")
+    eps_decay: float = _f(0.12, "exp: rate per env step; linear: fraction of total_steps spent decaying")
+    # budget, evaluation, stopping
+    total_steps: int = _f(100_000, "env-step budget (transitions summed over envs)")
+    eval_every: int = _f(2_000, "env steps between greedy evaluations; 0 = only at the end")
+    eval_episodes: int = _f(100, "episodes per evaluation (run as that many batched envs)")
+    stop_when_solved: bool = _f(True, "stop as soon as an evaluation's mean return reaches the env's threshold")
+    # system
+    device: str = _f("auto", "auto (cuda if available), cpu or cuda")
+    compile: str = _f("auto", "torch.compile mode for the update step: none, default, reduce-overhead, max-autotune; "
+                      "auto = none on CPU (compile time exceeds the whole run), default on CUDA")
+    torch_threads: int = _f(1, "torch intra-op threads on CPU (0 = torch's default); small nets run best on 1")
+    seed: int = _f(0, "seed for network init, exploration, sampling and env resets")
+    log_every: int = _f(100, "vector steps between metric flushes and progress-bar refreshes")
+    progress: bool = _f(True, "show a live progress bar on stderr (only when it is a terminal)")
+    plot: bool = _f(True, "write learning_curve.png at the end")
+
+    @property
+    def max_episode_steps(self) -> int:
+        return ENVS[self.env_id][0]
+
+    @property
+    def solve_threshold(self) -> float:
+        return ENVS[self.env_id][1]
+
+    def replace(self, **changes) -> DQNConfig:
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigError(f"unknown config field {unknown[0]!r}; fields are: {', '.join(field_names())}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DQNConfig:
+        d = dict(d)
+        if "hidden" in d:
+            d["hidden"] = tuple(d["hidden"])
+        return cls().replace(**d).validate()
+
+    def validate(self) -> DQNConfig:
+        """Raise :class:`ConfigError` naming the first bad value and what is allowed."""
+        for name, allowed in CHOICES.items():
+            v = getattr(self, name)
+            if v not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {v!r}")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(str(f.type))
+            if expected and (not isinstance(v, expected) or (expected is not bool and isinstance(v, bool))):
+                raise ConfigError(f"{f.name} must be of type {f.type}; got {v!r}")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{f.name} must be a finite number; got {v!r}")
+        positive = ["num_envs", "buffer_size", "batch_size", "train_frequency", "gradient_steps", "total_steps",
+                    "eval_episodes", "log_every"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)!r}")
+        for name in ["learning_starts", "eval_every", "target_period", "torch_threads", "seed"]:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0; got {getattr(self, name)!r}")
+        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise ConfigError(f"hidden must be one or more layer sizes >= 1; got {self.hidden!r}")
+        for name, lo, hi in [("gamma", 0.0, 1.0), ("tau", 0.0, 1.0), ("eps_start", 0.0, 1.0), ("eps_end", 0.0, 1.0)]:
+            v = getattr(self, name)
+            if not lo <= v <= hi:
+                raise ConfigError(f"{name} must be in [{lo:g}, {hi:g}]; got {v!r}")
+        if self.tau == 0.0:
+            raise ConfigError("tau must be in (0, 1]; got 0 (the target network would never move)")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0; got {self.lr!r}")
+        if self.grad_clip < 0 or self.eps_decay < 0:
+            bad = "grad_clip" if self.grad_clip < 0 else "eps_decay"
+            raise ConfigError(f"{bad} must be >= 0; got {getattr(self, bad)!r}")
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})")
+        if self.num_envs > self.buffer_size:
+            raise ConfigError(f"num_envs ({self.num_envs}) must not exceed buffer_size ({self.buffer_size})")
+        if self.env_backend == "numba" and self.device == "cuda":
+            raise ConfigError("env_backend numba runs on the CPU only; use env_backend torch (or auto) with device cuda")
+        return self
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(DQNConfig)]
+
+
+# --- presets ------------------------------------------------------------------------------
+PRESETS: dict[str, DQNConfig] = {
+    # The classic TF1 "Deep Q-learning with Cart-Pole" tutorial, faithfully: one env, 64-64 ReLU,
+    # Adam 1e-4, MSE, no target network, memory 10000, batch 20, prefilled with 20 random steps,
+    # one update per env step, epsilon = 0.01 + 0.99 exp(-1e-4 step). Unlike the tutorial it
+    # does not bootstrap from terminal states and it does bootstrap across truncation.
+    "notebook": DQNConfig(
+        env_id="CartPole-v0", num_envs=1, hidden=(64, 64), lr=1e-4, gamma=0.99, loss="mse", double_dqn=False,
+        target_period=0, grad_clip=0.0, buffer_size=10_000, batch_size=20, learning_starts=20, train_frequency=1,
+        gradient_steps=1, eps_schedule="exp", eps_start=1.0, eps_end=0.01, eps_decay=1e-4, total_steps=200_000,
+        eval_every=10_000,
+    ),
+    # CleanRL's dqn.py defaults for CartPole-v1 (target copy every 500 global steps = 50 updates
+    # at train_frequency 10).
+    "cleanrl": DQNConfig(
+        env_id="CartPole-v1", num_envs=1, hidden=(120, 84), lr=2.5e-4, gamma=0.99, loss="mse", double_dqn=False,
+        target_period=50, tau=1.0, grad_clip=0.0, buffer_size=10_000, batch_size=128, learning_starts=10_000,
+        train_frequency=10, gradient_steps=1, eps_schedule="linear", eps_start=1.0, eps_end=0.05, eps_decay=0.5,
+        total_steps=500_000, eval_every=10_000,
+    ),
+    # Tuned for least wall-clock time to solve CartPole-v1 on a small CPU (see bench/NOTES.md).
+    "fast": DQNConfig(),
+}
+DEFAULT_PRESET = "fast"
+
+
+def preset(name: str) -> DQNConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; presets are: {', '.join(PRESETS)}")
+    return dataclasses.replace(PRESETS[name])

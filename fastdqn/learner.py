@@ -1,0 +1,115 @@
+"""Q-network, Bellman targets and the (optionally compiled) update step."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fastdqn.replay import Batch
+
+
+class QNetwork(nn.Module):
+    """ReLU MLP from observations ``[B, obs_dim]`` to action values ``[B, n_actions]``."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden=(64, 64)):
+        super().__init__()
+        layers, d = [], obs_dim
+        for h in hidden:
+            layers += [nn.Linear(d, h), nn.ReLU()]
+            d = h
+        layers.append(nn.Linear(d, n_actions))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+
+def td_target(rewards, next_q_target, terminated, gamma: float, next_q_online=None):
+    """``r + gamma * (1 - terminated) * Q_target(s', a*)``.
+
+    ``a* = argmax Q_target(s')`` (plain DQN) or ``argmax Q_online(s')`` when ``next_q_online``
+    is given (double DQN). Truncated transitions bootstrap like any non-terminal one: their
+    ``s'`` is the true last observation, not the reset one.
+    """
+    if next_q_online is None:
+        next_v = next_q_target.max(dim=1).values
+    else:
+        next_v = next_q_target.gather(1, next_q_online.argmax(dim=1, keepdim=True)).squeeze(1)
+    return rewards + gamma * (~terminated).to(rewards.dtype) * next_v
+
+
+class Learner:
+    """Owns the online/target networks and Adam; ``update(batch)`` is one gradient step.
+
+    The loss/backward/optimizer step is one function, ``_step``, which is what ``torch.compile``
+    wraps when ``compile_mode`` is not ``"none"``. ``update`` returns the loss as a device
+    tensor (no host sync).
+    """
+
+    def __init__(self, q: QNetwork, *, lr, gamma, loss="huber", double_dqn=True, target_period=100, tau=1.0,
+                 grad_clip=0.0, compile_mode="none"):
+        self.q = q
+        self.gamma = gamma
+        self.double_dqn = double_dqn
+        self.target_period = target_period
+        self.tau = tau
+        self.grad_clip = grad_clip
+        self.loss_fn = F.smooth_l1_loss if loss == "huber" else F.mse_loss
+        # No target network (target_period 0): bootstrap from the online network, as the tutorial does.
+        self.target = copy.deepcopy(q).requires_grad_(False) if target_period > 0 else None
+        # Fused Adam (one kernel for all parameters) exists on CPU and CUDA in torch >= 2.4; on CPU it
+        # cuts the optimizer step from ~140 us to ~55 us for the default net (bench/NOTES.md).
+        try:
+            self.optimizer = torch.optim.Adam(q.parameters(), lr=lr, fused=True)
+        except (RuntimeError, TypeError):  # older torch or an unsupported device
+            self.optimizer = torch.optim.Adam(q.parameters(), lr=lr)
+        self.updates = 0
+        self.compile_mode = compile_mode
+        self._step_fn = self._step if compile_mode == "none" else torch.compile(self._step, mode=compile_mode)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        q_sa = self.q(batch.obs).gather(1, batch.actions[:, None]).squeeze(1)
+        with torch.no_grad():
+            target_net = self.target if self.target is not None else self.q
+            next_q_target = target_net(batch.next_obs)
+            next_q_online = self.q(batch.next_obs) if (self.double_dqn and self.target is not None) else None
+            y = td_target(batch.rewards, next_q_target, batch.terminated, self.gamma, next_q_online)
+        return self.loss_fn(q_sa, y)
+
+    def _step(self, batch: Batch) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.q.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return loss.detach()
+
+    def update(self, batch: Batch) -> torch.Tensor:
+        loss = self._step_fn(batch)
+        self.updates += 1
+        if self.target is not None:
+            if self.tau < 1.0:
+                with torch.no_grad():
+                    torch._foreach_lerp_(list(self.target.parameters()), list(self.q.parameters()), self.tau)
+            elif self.updates % self.target_period == 0:
+                self.target.load_state_dict(self.q.state_dict())
+        return loss
+
+    def state_dict(self) -> dict:
+        return {
+            "q": self.q.state_dict(),
+            "target": self.target.state_dict() if self.target is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, d: dict) -> None:
+        self.q.load_state_dict(d["q"])
+        if self.target is not None and d["target"] is not None:
+            self.target.load_state_dict(d["target"])
+        self.optimizer.load_state_dict(d["optimizer"])
+        self.updates = int(d["updates"])
