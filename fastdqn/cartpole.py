@@ -92,13 +92,13 @@ def _mix64(z: torch.Tensor) -> torch.Tensor:
     return z ^ _lsr(z, 31)
 
 
-def reset_draw(key: torch.Tensor, round_: torch.Tensor, env_index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Reset states ``[N, 4]`` for draw ``round_``: the counter-based stream of
-    :mod:`fastdqn.kernels.rng` (identical to the numba kernel's), uniform in [-0.05, 0.05).
-
-    ``key`` and ``round_`` are 0-d int64 tensors (uint64 bits), ``env_index`` is ``arange(N)``.
+def reset_draw(key: torch.Tensor, round_: torch.Tensor, env_index: torch.Tensor, num_envs: int,
+               dtype: torch.dtype) -> torch.Tensor:
+    """Reset states ``[len(env_index), 4]`` of the envs ``env_index`` (of ``num_envs``) for draw
+    ``round_``: the counter-based stream of :mod:`fastdqn.kernels.rng` (identical to the numba
+    kernel's), uniform in [-0.05, 0.05). ``key`` and ``round_`` are 0-d int64 tensors (uint64 bits).
     """
-    k = (round_ * env_index.numel() + env_index) * 2
+    k = (round_ * num_envs + env_index) * 2
     rows = []
     for j in (1, 2):
         h = _mix64(key + (k + j) * _GOLDEN)
@@ -107,14 +107,25 @@ def reset_draw(key: torch.Tensor, round_: torch.Tensor, env_index: torch.Tensor,
     return (RESET_LOW + (RESET_HIGH - RESET_LOW) * u).to(dtype).T
 
 
-def torch_step(state, elapsed, actions, max_episode_steps: int, key, round_, env_index):
-    """Pure step with same-step autoreset: returns ``(StepResult, new_state, new_elapsed)``."""
+def torch_step(state, elapsed, actions, max_episode_steps: int, key, round_, env_index, sparse_resets: bool):
+    """Pure step with same-step autoreset: returns ``(StepResult, new_elapsed)``.
+
+    ``sparse_resets`` draws reset states only for the envs that finished (a data-dependent index:
+    free on a CPU, a host sync on a GPU); otherwise every env gets a draw and ``where`` selects
+    (sync-free, and fused away under ``torch.compile``). Both give identical values.
+    """
     final_obs, terminated = physics(state, actions)
     elapsed = elapsed + 1
     truncated = elapsed >= max_episode_steps
     done = terminated | truncated
-    obs = torch.where(done[:, None], reset_draw(key, round_, env_index, state.dtype), final_obs)
-    reward = torch.ones(done.shape, dtype=torch.float32, device=done.device)
+    n = done.shape[0]
+    if sparse_resets:
+        idx = done.nonzero().squeeze(1)
+        obs = final_obs.clone()
+        obs[idx] = reset_draw(key, round_, idx, n, state.dtype)
+    else:
+        obs = torch.where(done[:, None], reset_draw(key, round_, env_index, n, state.dtype), final_obs)
+    reward = torch.ones(n, dtype=torch.float32, device=done.device)
     return StepResult(obs, reward, terminated, truncated, final_obs), elapsed.masked_fill(done, 0)
 
 
@@ -196,6 +207,8 @@ class CartPole:
             self._round_t = torch.zeros((), dtype=torch.int64, device=dev)
             self._key_t = torch.zeros((), dtype=torch.int64, device=dev)
             self._step_fn = torch.compile(torch_step, dynamic=False) if compile else torch_step
+            # Eager on a CPU: draw resets only for finished envs (see torch_step).
+            self._sparse_resets = self.device.type == "cpu" and not compile
         self.reset(seed=seed)
 
     # -- state ---------------------------------------------------------------------------
@@ -230,7 +243,7 @@ class CartPole:
         else:
             self._key_t.fill_(_as_signed(self._key))
             self._round_t.fill_(self._round)
-            self._state.copy_(reset_draw(self._key_t, self._round_t, self._env_index, self.dtype).T)
+            self._state.copy_(reset_draw(self._key_t, self._round_t, self._env_index, self.num_envs, self.dtype).T)
             self._elapsed.zero_()
         self._round += 1
         return self._state.clone().T
@@ -241,9 +254,8 @@ class CartPole:
         if self.backend == "numba":
             return self._step_numba(actions)
         self._round_t.fill_(self._round)
-        result, elapsed = self._step_fn(
-            self.state, self._elapsed, actions, self.max_episode_steps, self._key_t, self._round_t, self._env_index
-        )
+        result, elapsed = self._step_fn(self.state, self._elapsed, actions, self.max_episode_steps, self._key_t,
+                                        self._round_t, self._env_index, self._sparse_resets)
         self._state.copy_(result.obs.T)
         self._elapsed.copy_(elapsed)
         self._round += 1

@@ -88,7 +88,7 @@ class CartPoleVectorEnv(VectorEnv):
         # Envs that ended on the previous call restart now, ignoring this call's action.
         prev = self._prev_done
         env._round_t.fill_(env._round)
-        fresh = reset_draw(env._key_t, env._round_t, env._env_index, env.dtype)
+        fresh = reset_draw(env._key_t, env._round_t, env._env_index, env.num_envs, env.dtype)
         env._round += 1
         env.state = torch.where(prev[:, None], fresh, next_state)
         env.elapsed_steps.copy_(elapsed.masked_fill(prev, 0))
