@@ -22,15 +22,12 @@ from common import machine_info, write_json  # noqa: E402
 from fastdqn.config import preset  # noqa: E402
 from fastdqn.train import train  # noqa: E402
 
+BASE = dict(total_steps=100_000, progress=False, plot=False)
 CANDIDATES = {
-    "n8-b128-lr2.5e-3": dict(num_envs=8, batch_size=128, lr=2.5e-3, target_period=100, total_steps=60_000,
-                             eps_decay=0.2, eval_every=2000, grad_clip=0.0),
-    "n16-b128-lr2.5e-3-g2": dict(num_envs=16, batch_size=128, lr=2.5e-3, target_period=100, total_steps=60_000,
-                                 eps_decay=0.2, eval_every=2000, grad_clip=0.0, gradient_steps=2),
-    "n8-b64-mse-tp50": dict(num_envs=8, batch_size=64, lr=2.5e-3, target_period=50, total_steps=60_000,
-                            eps_decay=0.2, eval_every=2000, grad_clip=0.0, loss="mse", double_dqn=False),
-    "n4-b128-lr1e-3": dict(num_envs=4, batch_size=128, lr=1e-3, target_period=100, total_steps=60_000,
-                           eps_decay=0.2, eval_every=2000, grad_clip=0.0),
+    "tp50-lr5e-3-eps0.06": dict(target_period=50, lr=5e-3, eps_decay=0.06),
+    "tp25-lr5e-3-eps0.06": dict(target_period=25, lr=5e-3, eps_decay=0.06),
+    "tp50-lr5e-3-eps0.06-g0.98": dict(target_period=50, lr=5e-3, eps_decay=0.06, gamma=0.98),
+    "tp50-lr5e-3-eps0.04": dict(target_period=50, lr=5e-3, eps_decay=0.04),
 }
 
 
@@ -44,7 +41,7 @@ def main():
         if args.only and name not in args.only:
             continue
         for seed in args.seeds:
-            cfg = preset("fast").replace(**overrides, seed=seed, progress=False, plot=False)
+            cfg = preset("fast").replace(**{**BASE, **overrides}, seed=seed)
             with tempfile.TemporaryDirectory() as d:
                 r = train(cfg, out=Path(d) / "run")
             row = {"candidate": name, "seed": seed, **{k: v for k, v in asdict(r).items() if k != "run_dir"}}

@@ -144,9 +144,9 @@ def _parse_device(device) -> torch.device:
         raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+def _check_positive_int(name: str, value, limit: int = 2**31 - 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise ValueError(f"{name} must be an integer in [1, {limit}], got {value!r}")
     return value
 
 
@@ -228,6 +228,19 @@ class CartPole:
     def elapsed_steps(self) -> torch.Tensor:
         """Steps taken in each env's current episode ``[N]`` (int32, writable view)."""
         return self._elapsed
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly where the envs are (states, step counters, RNG)."""
+        return {"state": self._state.clone(), "elapsed": self._elapsed.clone(), "key": self._key, "round": self._round}
+
+    def load_state_dict(self, d: dict) -> None:
+        if tuple(d["state"].shape) != tuple(self._state.shape):
+            raise ValueError(f"env state has shape {tuple(d['state'].shape)}, expected {tuple(self._state.shape)}")
+        self._state.copy_(d["state"])
+        self._elapsed.copy_(d["elapsed"])
+        self._key, self._round = int(d["key"]), int(d["round"])
+        if self.backend == "torch":
+            self._key_t.fill_(_as_signed(self._key))
 
     # -- API -------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> torch.Tensor:

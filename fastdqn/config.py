@@ -37,11 +37,11 @@ class DQNConfig:
     env_backend: str = _f("auto", "batched env backend: numba (CPU), torch, or auto (numba on CPU, torch on CUDA)")
     # network and optimiser
     hidden: tuple[int, ...] = _f((64, 64), "hidden layer sizes of the ReLU MLP Q-network", nargs="+")
-    lr: float = _f(2.5e-3, "Adam learning rate")
+    lr: float = _f(5e-3, "Adam learning rate")
     gamma: float = _f(0.99, "discount factor, in [0, 1]")
     loss: str = _f("huber", "TD loss on the chosen action's Q: mse or huber (smooth L1)")
     double_dqn: bool = _f(True, "pick the next action with the online net, value it with the target net")
-    target_period: int = _f(100, "updates between hard target-network copies (with tau=1); 0 = no target network")
+    target_period: int = _f(25, "updates between hard target-network copies (with tau=1); 0 = no target network")
     tau: float = _f(1.0, "target update: 1.0 = hard copy every target_period updates, <1 = Polyak every update")
     grad_clip: float = _f(0.0, "clip the global gradient norm to this value; 0 = no clipping")
     # replay
@@ -54,7 +54,7 @@ class DQNConfig:
     eps_schedule: str = _f("linear", "exp: end + (start-end)*exp(-decay*step); linear: start->end over decay*total_steps")
     eps_start: float = _f(1.0, "initial epsilon")
     eps_end: float = _f(0.02, "final epsilon")
-    eps_decay: float = _f(0.12, "exp: rate per env step; linear: fraction of total_steps spent decaying")
+    eps_decay: float = _f(0.06, "exp: rate per env step; linear: fraction of total_steps spent decaying")
     # budget, evaluation, stopping
     total_steps: int = _f(100_000, "env-step budget (transitions summed over envs)")
     eval_every: int = _f(2_000, "env steps between greedy evaluations; 0 = only at the end")

@@ -84,9 +84,10 @@ def td_target(rewards, next_q_target, terminated, gamma: float, next_q_online=No
 class Learner:
     """Owns the online/target networks and Adam; ``update(batch)`` is one gradient step.
 
-    The loss/backward/optimizer step is one function, ``_step``, which is what ``torch.compile``
-    wraps when ``compile_mode`` is not ``"none"``. ``update`` returns the loss as a device
-    tensor (no host sync).
+    With ``compile_mode`` other than ``"none"``, ``torch.compile`` wraps the loss (online and
+    target forward passes, TD target, loss); AOTAutograd compiles its backward with it. The
+    optimizer step (one fused kernel already) stays outside the graph. ``update`` returns the
+    loss as a device tensor (no host sync).
     """
 
     def __init__(self, q: QNetwork, *, lr, gamma, loss="huber", double_dqn=True, target_period=100, tau=1.0,
@@ -97,13 +98,13 @@ class Learner:
         self.target_period = target_period
         self.tau = tau
         self.grad_clip = grad_clip
-        self.loss_fn = F.smooth_l1_loss if loss == "huber" else F.mse_loss
+        self.criterion = F.smooth_l1_loss if loss == "huber" else F.mse_loss
         # No target network (target_period 0): bootstrap from the online network, as the tutorial does.
         self.target = copy.deepcopy(q).requires_grad_(False) if target_period > 0 else None
         self.optimizer = Adam(q.parameters(), lr=lr)
         self.updates = 0
         self.compile_mode = compile_mode
-        self._step_fn = self._step if compile_mode == "none" else torch.compile(self._step, mode=compile_mode)
+        self._loss_fn = self.loss if compile_mode == "none" else torch.compile(self.loss, mode=compile_mode)
 
     def loss(self, batch: Batch) -> torch.Tensor:
         q_sa = self.q(batch.obs).gather(1, batch.actions[:, None]).squeeze(1)
@@ -112,19 +113,16 @@ class Learner:
             next_q_target = target_net(batch.next_obs)
             next_q_online = self.q(batch.next_obs) if (self.double_dqn and self.target is not None) else None
             y = td_target(batch.rewards, next_q_target, batch.terminated, self.gamma, next_q_online)
-        return self.loss_fn(q_sa, y)
+        return self.criterion(q_sa, y)
 
-    def _step(self, batch: Batch) -> torch.Tensor:
-        loss = self.loss(batch)
+    def update(self, batch: Batch) -> torch.Tensor:
+        """One gradient step on ``batch``, then the target-network update."""
+        loss = self._loss_fn(batch)
         self.optimizer.zero_grad()
         loss.backward()
         if self.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.q.parameters(), self.grad_clip)
         self.optimizer.step()
-        return loss.detach()
-
-    def update(self, batch: Batch) -> torch.Tensor:
-        loss = self._step_fn(batch)
         self.updates += 1
         if self.target is not None:
             if self.tau < 1.0:
@@ -132,7 +130,7 @@ class Learner:
                     torch._foreach_lerp_(list(self.target.parameters()), list(self.q.parameters()), self.tau)
             elif self.updates % self.target_period == 0:
                 self.target.load_state_dict(self.q.state_dict())
-        return loss
+        return loss.detach()
 
     def state_dict(self) -> dict:
         return {

@@ -220,14 +220,22 @@ def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
             solved, solved_at = True, env_steps
 
     def save_checkpoint():
+        flush()  # the metrics on disk match the checkpoint
+        metrics_file.flush()
         checkpoint.save({
             "config": cfg.to_dict(), "learner": learner.state_dict(), "replay": buffer.state_dict(),
             "generator": gen.get_state(), "env_steps": env_steps, "evals": evals, "solved_at_env_step": solved_at,
             "wall_time_s": prior_wall + time.perf_counter() - t_start,
+            "env": env.state_dict(), "obs": obs, "ep_return": ep_return,
         }, run_dir / checkpoint.CHECKPOINT)
 
     # --- the loop -----------------------------------------------------------------------
-    obs = env.reset()
+    if ckpt is None:
+        obs = env.reset()
+    else:  # continue the running episodes exactly where they were
+        env.load_state_dict(ckpt["env"])
+        obs = ckpt["obs"].to(device)
+        ep_return.copy_(ckpt["ep_return"])
     try:
         while env_steps < cfg.total_steps and not (solved and cfg.stop_when_solved):
             eps = epsilon(cfg, env_steps)
@@ -254,15 +262,15 @@ def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
                     save_checkpoint()
     except KeyboardInterrupt:
         interrupted = True
+    loop_time = time.perf_counter() - loop_start
     flush()
     progress.close()
     if not interrupted and (not evals or evals[-1]["env_step"] != env_steps):
         run_eval()
-    metrics_file.close()
     save_checkpoint()
+    metrics_file.close()
 
     # --- outputs ------------------------------------------------------------------------
-    loop_time = time.perf_counter() - loop_start
     wall = prior_wall + time.perf_counter() - t_start
     last = evals[-1] if evals else {}
     result = TrainResult(

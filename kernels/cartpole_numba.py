@@ -8,6 +8,7 @@ so numba specialises one kernel per dtype and caches it on disk.
 """
 
 import math
+import types as types_module
 
 import numpy as np
 from numba import njit, prange, types
@@ -150,9 +151,17 @@ def step(state, actions, elapsed, max_steps, key, round_, c, obs, final_obs, rew
             _draw(state, obs, elapsed, key, base, i)
 
 
+def _renamed(fn, name):
+    """A copy of ``fn`` under another name: numba's disk cache is keyed by the function's name
+    (not by ``parallel``), so the serial twin needs a name of its own."""
+    clone = types_module.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    clone.__qualname__ = name
+    return clone
+
+
 # The same kernel without threads: for small batches, waking the thread pool costs more than the
 # work (N=32: ~25 us parallel vs ~2 us serial on 2 cores). fastdqn.CartPole picks by N.
-step_serial = njit(cache=True, error_model="numpy")(step.py_func)
+step_serial = njit(cache=True, error_model="numpy")(_renamed(step.py_func, "step_serial"))
 PARALLEL_MIN_ENVS = 4096
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+import textwrap
 
 import numba
 import numpy as np
 import pytest
 import torch
+from fastdqn.kernels.cartpole_numba import PARALLEL_MIN_ENVS
 from fastdqn.kernels.rng import reset_uniforms_reference
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
@@ -17,6 +22,9 @@ BACKENDS = ["torch", "numba"]
 DTYPES = [torch.float32, torch.float64]
 DTYPE_IDS = ["float32", "float64"]
 NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64}
+# The numba backend runs a serial kernel below PARALLEL_MIN_ENVS envs and a threaded one from
+# there up; batch sizes on both sides exercise both.
+SIZES = [8, PARALLEL_MIN_ENVS + 8]
 
 
 def _reference_reset_row(key: int, round_: int, num_envs: int, i: int, dtype) -> np.ndarray:
@@ -68,7 +76,7 @@ def test_episodes_match_gymnasium_float64(backend):
         assert t < 500
     np.testing.assert_array_equal(length_ours, length_ref)
     assert length_ref.min() >= 8 and length_ref.max() > length_ref.min()
-    assert worst < 1e-11, worst
+    assert worst < 1e-12, worst  # in practice the trajectories agree to a few ulp
 
 
 # ----------------------------------------------------------------------------- 3. truncation
@@ -90,7 +98,7 @@ def test_truncation_fires_at_limit(backend, max_steps, gym_single_reference):
     assert torch.all(env.elapsed_steps == max_steps - 1)
 
     ref_next, ref_term, _ = gym_single_reference(first.final_obs.numpy(), 1 - acts)
-    round_ = env._round
+    round_ = 2  # draw rounds: 0 = the constructor's reset, then one per step
     second = env.step(torch.tensor(1 - acts))
     assert second.truncated.all(), "truncated must fire on the step that reaches max_episode_steps"
     assert not second.terminated.any() and not ref_term.any()
@@ -108,36 +116,103 @@ def test_truncation_fires_at_limit(backend, max_steps, gym_single_reference):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_full_length_episodes_truncate(backend, max_steps, balance_policy):
     """A balancing controller keeps every pole up; each episode is truncated after exactly
-    max_episode_steps steps (counted here, not read from the env)."""
+    max_episode_steps steps (counted here, not read from the env), the next one too."""
     n = 32
     env = fastdqn.CartPole(n, backend=backend, dtype=torch.float32, max_episode_steps=max_steps, seed=3)
     obs = env.state.clone()
-    for t in range(1, max_steps + 1):
+    for t in range(1, 2 * max_steps + 1):
         result = env.step(torch.tensor(balance_policy(obs.numpy())))
         assert not result.terminated.any(), f"pole fell at step {t}"
-        if t < max_steps:
+        if t % max_steps:
             assert not result.truncated.any(), f"truncated early at step {t}"
-            assert torch.all(env.elapsed_steps == t)
+            assert torch.all(env.elapsed_steps == t % max_steps)
+            assert torch.equal(result.obs, result.final_obs)
+        else:
+            assert result.truncated.all(), f"not truncated at step {t}"
+            _assert_reset_obs(result.obs)
+            assert torch.all(env.elapsed_steps == 0)
         obs = result.obs
-    assert result.truncated.all()
-    _assert_reset_obs(result.obs)
-    assert torch.all(env.elapsed_steps == 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_terminated_and_truncated_on_the_same_step(backend):
+    """Both flags fire together when the last allowed step also ends the episode; Gymnasium's
+    CartPoleVectorEnv (with its step counter set the same way) is the reference."""
+    from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
+
+    n = 4
+    start = np.array([[2.39, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.2, 1.0], [0.1, 0.0, -0.01, 0.0]])
+    acts = np.array([1, 0, 1, 0])
+    ref = CartPoleVectorEnv(num_envs=n, max_episode_steps=200)
+    ref.reset(seed=0)
+    ref.state = start.T.copy()
+    ref.steps[:] = [199, 199, 10, 10]
+    _, ref_rew, ref_term, ref_trunc, _ = ref.step(acts)
+    np.testing.assert_array_equal(ref_term, [True, False, True, False])
+    np.testing.assert_array_equal(ref_trunc, [True, True, False, False])
+
+    env = fastdqn.CartPole(n, backend=backend, dtype=torch.float64, max_episode_steps=200, seed=0)
+    env.state = torch.tensor(start)
+    env.elapsed_steps[:] = torch.tensor([199, 199, 10, 10], dtype=torch.int32)
+    r = env.step(torch.tensor(acts))
+    np.testing.assert_array_equal(r.terminated.numpy(), ref_term)
+    np.testing.assert_array_equal(r.truncated.numpy(), ref_trunc)
+    np.testing.assert_array_equal(r.reward.numpy(), ref_rew)
+    np.testing.assert_allclose(r.final_obs.numpy(), ref.state.T, rtol=1e-12, atol=1e-12)
+    _assert_reset_obs(r.obs[:3])
+    np.testing.assert_array_equal(env.elapsed_steps.numpy(), [0, 0, 0, 11])
+
+
+
+_HUGE = [2**31, 2**32 + 1, 2**40, 2**63]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("limit", _HUGE)
+def test_huge_max_episode_steps_rejected(backend, limit):
+    """The per-env step counter is int32: a larger limit must be refused up front, not wrap."""
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        fastdqn.CartPole(4, backend=backend, max_episode_steps=limit, seed=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("limit", [2**31 - 1])
+def test_huge_max_episode_steps_means_no_truncation(backend, limit):
+    """The largest accepted limit (a common way to switch truncation off) never truncates."""
+    env = fastdqn.CartPole(4, backend=backend, max_episode_steps=limit, seed=0)
+    for t in range(1, 4):
+        r = env.step(torch.zeros(4, dtype=torch.int64))
+        assert not r.truncated.any()
+        assert torch.all(env.elapsed_steps == t)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_state_view_is_writable(backend, gym_single_reference):
+    """Writing into ``env.state`` in place moves the envs (the documented writable view)."""
+    env = fastdqn.CartPole(3, backend=backend, dtype=torch.float64, seed=0)
+    env.state[1] = torch.tensor([1.0, -0.5, 0.1, 0.3], dtype=torch.float64)
+    env.state[:, 3] += 0.25
+    start = env.state.numpy().copy()
+    assert start[1, 0] == 1.0 and start[1, 3] == 0.55
+    ref_next, _, _ = gym_single_reference(start, np.array([1, 1, 1]))
+    np.testing.assert_allclose(env.step(torch.ones(3, dtype=torch.int64)).final_obs.numpy(), ref_next, rtol=1e-12, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- 4. same-step autoreset
+@pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_same_step_autoreset(backend, dtype, gym_single_reference):
-    n = 8
+def test_same_step_autoreset(backend, dtype, n, gym_single_reference):
     start = np.zeros((n, 4))
     start[:, 2] = 0.01
     start[0] = [2.39, 2.0, 0.0, 0.0]  # x -> 2.43: terminates
     start[3] = [0.0, 0.0, -0.2, -1.0]  # theta -> -0.22: terminates
     start[5] = [-2.39, -2.0, 0.1, 0.0]  # x -> -2.43: terminates
+    start[n - 1] = [0.0, 0.0, 0.2, 1.0]  # theta -> 0.22: terminates
     start = start.astype(NP_DTYPE[dtype]).astype(np.float64)
-    acts = np.array([1, 0, 1, 0, 1, 0, 1, 0])
+    acts = np.arange(n) % 2
     done = np.zeros(n, dtype=bool)
-    done[[0, 3, 5]] = True
+    done[[0, 3, 5, n - 1]] = True
 
     env = fastdqn.CartPole(n, backend=backend, dtype=dtype, seed=11)
     env.state = torch.tensor(start, dtype=dtype)
@@ -145,7 +220,7 @@ def test_same_step_autoreset(backend, dtype, gym_single_reference):
     ref_next, ref_term, ref_reward = gym_single_reference(start, acts)
     np.testing.assert_array_equal(ref_term, done)
 
-    round_ = env._round
+    round_ = 1  # draw rounds: 0 = the constructor's reset, then one per step
     result = env.step(torch.tensor(acts))
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     np.testing.assert_allclose(result.final_obs.double().numpy(), ref_next, rtol=tol, atol=tol)
@@ -255,9 +330,33 @@ def test_numba_independent_of_thread_count():
     assert all(torch.equal(x, y) for x, y in zip(*runs, strict=True))
 
 
+
+
+def test_numba_serial_and_parallel_kernels_have_separate_cache_entries(tmp_path):
+    """A small batch (serial kernel) compiled first must not make the large-batch kernel load the
+    serial machine code from numba's disk cache (it would then never use more than one thread).
+    Runs in a fresh interpreter with an empty NUMBA_CACHE_DIR."""
+    code = textwrap.dedent(
+        """
+        import torch
+        import fastdqn
+        from fastdqn.kernels import cartpole_numba as k
+
+        for n in (8, k.PARALLEL_MIN_ENVS):  # serial kernel first, then the threaded one
+            fastdqn.CartPole(n, backend="numba", seed=0).step(torch.zeros(n, dtype=torch.int64))
+        print(sum(k.step_serial.stats.cache_hits.values()), sum(k.step.stats.cache_hits.values()))
+        """
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
+    serial_hits, parallel_hits = map(int, out.stdout.split())
+    assert serial_hits == 0  # nothing was cached before it
+    assert parallel_hits == 0, "the parallel kernel was loaded from the serial kernel's cache entry"
+
+
+@pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_backends_share_reset_draws(dtype):
-    n = 1000
+def test_backends_share_reset_draws(dtype, n):
     t = fastdqn.CartPole(n, backend="torch", dtype=dtype, seed=77)
     m = fastdqn.CartPole(n, backend="numba", dtype=dtype, seed=77)
     assert torch.equal(t.state, m.state)
@@ -274,12 +373,14 @@ def test_backends_share_reset_draws(dtype):
         assert torch.equal(rt.obs, rm.obs)
 
 
+@pytest.mark.parametrize("n", [50, PARALLEL_MIN_ENVS + 50])
+@pytest.mark.parametrize("seed", [1, 2, 2**40 + 3])  # key (splitmix64 of the seed) below / above 2**63
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_reset_matches_pure_python_rng(backend, dtype):
-    n = 50
-    env = fastdqn.CartPole(n, backend=backend, dtype=dtype, seed=2**40 + 3)
+def test_reset_matches_pure_python_rng(backend, dtype, seed, n):
+    env = fastdqn.CartPole(n, backend=backend, dtype=dtype, seed=seed)
     key = env._key
+    assert 0 <= key < 2**64
     rows = [0, 1, 17, n - 1]
     for i in rows:  # the constructor's reset is draw round 0
         np.testing.assert_array_equal(env.state[i].numpy(), _reference_reset_row(key, 0, n, i, dtype))
@@ -294,6 +395,26 @@ def test_reset_matches_pure_python_rng(backend, dtype):
     assert result.terminated.all()
     for i in rows:
         np.testing.assert_array_equal(result.obs[i].numpy(), _reference_reset_row(key, 3, n, i, dtype))
+
+
+def test_unseeded_envs_differ():
+    a, b = fastdqn.CartPole(16, seed=None), fastdqn.CartPole(16)
+    assert not torch.equal(a.state, b.state)
+
+
+# ----------------------------------------------------------------------------- types
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_defaults_and_output_types(backend):
+    env = fastdqn.CartPole(3, backend=backend, seed=0)
+    assert env.dtype == torch.float32 and env.max_episode_steps == 500 and env.num_envs == 3
+    assert env.state.shape == (3, 4) and env.state.dtype == torch.float32
+    assert env.elapsed_steps.dtype == torch.int32 and torch.all(env.elapsed_steps == 0)
+    r = env.step(torch.zeros(3, dtype=torch.int64))
+    assert r._fields == ("obs", "reward", "terminated", "truncated", "final_obs")
+    assert r.obs.shape == r.final_obs.shape == (3, 4) and r.obs.dtype == r.final_obs.dtype == torch.float32
+    assert r.reward.shape == (3,) and r.reward.dtype == torch.float32
+    assert r.terminated.dtype == r.truncated.dtype == torch.bool and r.terminated.shape == r.truncated.shape == (3,)
+    assert fastdqn.CartPole(3, backend=backend, dtype="float64", seed=0).state.dtype == torch.float64
 
 
 # ----------------------------------------------------------------------------- 7. bad input

@@ -195,3 +195,49 @@ def test_physics_function_leading_batch_dims(dtype, states, actions, gym_referen
     one_next, one_term = fastdqn.physics(torch.tensor(start[0], dtype=dtype), torch.tensor(actions[0]))
     assert one_next.shape == (4,) and one_term.shape == ()
     np.testing.assert_allclose(one_next.double().numpy(), ref_next[0], rtol=tol["rtol"], atol=tol["atol"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_step_matches_gymnasium_for_any_angle(backend, dtype, gym_reference):
+    """Poles far past upright (several revolutions): sin/cos stay accurate over a wide range."""
+    rng = np.random.default_rng(4)
+    n = 20_000
+    start = rng.uniform(-1.0, 1.0, size=(n, 4))
+    start[:, 2] = rng.uniform(-4 * math.pi, 4 * math.pi, n)
+    start[:, 3] = rng.uniform(-3.5, 3.5, n)
+    start = _start_states(start, dtype)
+    acts = rng.integers(0, 2, n)
+    ref_next, _ = gym_reference(start, acts)
+    env = fastdqn.CartPole(n, backend=backend, dtype=dtype, seed=0)
+    env.state = torch.tensor(start, dtype=dtype)
+    result = env.step(torch.tensor(acts))
+    tol = TOL[dtype]
+    np.testing.assert_allclose(result.final_obs.double().numpy(), ref_next, rtol=tol["rtol"], atol=tol["atol"])
+
+
+def test_physics_function_nonzero_action_pushes_right():
+    """Documented for ``physics``: action 0 pushes left, any other value pushes right."""
+    start = torch.tensor([[0.1, -0.2, 0.03, 0.4]] * 4, dtype=torch.float64)
+    right = np.array(_hand_step(start[0].tolist(), 1))
+    left = np.array(_hand_step(start[0].tolist(), 0))
+    nxt, _ = fastdqn.physics(start, torch.tensor([0, 1, 2, -1]))
+    np.testing.assert_allclose(nxt[0].numpy(), left, rtol=1e-13, atol=1e-15)
+    for i in (1, 2, 3):
+        np.testing.assert_allclose(nxt[i].numpy(), right, rtol=1e-13, atol=1e-15)
+    nxt_bool, _ = fastdqn.physics(start[:2], torch.tensor([False, True]))
+    assert torch.equal(nxt_bool, nxt[:2])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_torch_backend_on_cuda_matches_gymnasium(dtype, states, actions, gym_reference, near_threshold_mask):
+    tol = TOL[dtype]
+    start = _start_states(states, dtype)
+    ref_next, ref_term = gym_reference(start, actions)
+    env = fastdqn.CartPole(len(states), backend="torch", device="cuda", dtype=dtype, seed=0)
+    env.state = torch.tensor(start, dtype=dtype, device="cuda")
+    result = env.step(torch.tensor(actions, device="cuda"))
+    assert result.final_obs.device.type == "cuda"
+    np.testing.assert_allclose(result.final_obs.double().cpu().numpy(), ref_next, rtol=tol["rtol"], atol=tol["atol"])
+    _check_terminated(result.terminated.cpu().numpy(), ref_term, ref_next, tol, near_threshold_mask, len(states))

@@ -46,6 +46,29 @@ def test_make_vec_spaces_and_limits(version, max_steps):
     ours.close()
 
 
+def test_adapter_state_setter_one_step(states, actions, gym_reference, near_threshold_mask):
+    """Place the adapter's envs in 120k given states (random and near the thresholds) through its
+    ``state`` property; one step equals Gymnasium's CartPoleVectorEnv from the same states."""
+    n = len(states)
+    ours = gym.make_vec("fastdqn/CartPole-v1", num_envs=n)
+    ours.reset(seed=0)
+    ours.unwrapped.state = states
+    np.testing.assert_array_equal(ours.unwrapped.state, states)
+    ref_next, ref_term = gym_reference(states, actions)
+    obs, rew, term, trunc, _ = ours.step(actions)
+    np.testing.assert_allclose(ours.unwrapped.state, ref_next, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(obs, ref_next.astype(np.float32), rtol=1e-6, atol=1e-7)
+    excluded = near_threshold_mask(ref_next, 1e-12, 1e-12)
+    assert excluded.sum() < 0.01 * n
+    np.testing.assert_array_equal(term[~excluded], ref_term[~excluded])
+    assert np.all(rew == 1.0) and not trunc.any()
+    # next step: the finished envs restart (reward 0, flags False), the others carry on
+    obs2, rew2, term2, trunc2, _ = ours.step(np.zeros(n, dtype=np.int64))
+    np.testing.assert_array_equal(rew2, np.where(term, 0.0, 1.0))
+    assert np.all(np.abs(obs2[term]) <= np.float32(0.05))
+    assert not term2[term].any() and not trunc2.any()
+
+
 def _policy(state, rng, balance_policy):
     """Balance most envs (so some reach the time limit), act randomly in a few (so some fall)."""
     acts = balance_policy(state)
@@ -103,13 +126,16 @@ def test_truncated_episode_length_counted_by_hand(balance_policy):
         warnings.simplefilter("ignore", DeprecationWarning)
         ours = gym.make_vec("fastdqn/CartPole-v0", num_envs=n)
     obs, _ = ours.reset(seed=3)
-    for t in range(1, 201):
+    # next-step autoreset: steps 1..200 are the first episode, step 201 the reset step,
+    # steps 202..401 the second episode
+    for t in range(1, 403):
         obs, rew, term, trunc, _ = ours.step(balance_policy(obs))
-        assert not term.any() and np.all(rew == 1.0)
-        assert trunc.all() == (t == 200) and trunc.any() == (t == 200), t
-    obs, rew, term, trunc, _ = ours.step(balance_policy(obs))
-    assert np.all(rew == 0.0) and not term.any() and not trunc.any()
-    assert np.all(np.abs(obs) <= np.float32(0.05))
+        assert not term.any()
+        assert trunc.all() == (t in (200, 401)) and trunc.any() == (t in (200, 401)), t
+        if t in (201, 402):
+            assert np.all(rew == 0.0) and np.all(np.abs(obs) <= np.float32(0.05))
+        else:
+            assert np.all(rew == 1.0)
 
 
 def test_adapter_rejects_bad_actions():
@@ -127,3 +153,21 @@ def test_adapter_rejects_bad_actions():
         with pytest.raises(ValueError, match=match):
             ours.step(bad)
         np.testing.assert_array_equal(ours.unwrapped.state, before)
+
+
+def test_record_episode_statistics_wrapper(balance_policy):
+    """Gymnasium's own episode-statistics wrapper works on the adapter (it relies on next-step
+    autoreset): every balanced episode of v0 is reported with return 200 and length 200."""
+    from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+    n = 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        env = RecordEpisodeStatistics(gym.make_vec("fastdqn/CartPole-v0", num_envs=n))
+    obs, _ = env.reset(seed=4)
+    for t in range(1, 201):
+        obs, _, _, _, info = env.step(balance_policy(obs))
+        assert ("episode" in info) == (t == 200)
+    np.testing.assert_array_equal(info["_episode"], np.ones(n, dtype=bool))
+    np.testing.assert_array_equal(info["episode"]["r"], np.full(n, 200.0))
+    np.testing.assert_array_equal(info["episode"]["l"], np.full(n, 200))
