@@ -1,0 +1,196 @@
+"""``fastdqn`` command line: flags generated from the config, and bad input answered with one
+line on stderr and exit code 2, touching nothing already written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastdqn.cli import main
+from fastdqn.config import field_names
+
+TINY_FLAGS = ["--total_steps", "200", "--learning_starts", "100", "--batch_size", "16", "--eval_every", "0",
+              "--eval_episodes", "5", "--progress", "false", "--plot", "false"]
+
+
+def snapshot(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def one_line_error(capsys, command: str) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"fastdqn {command}: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--out", str(out), *TINY_FLAGS]) == 0
+    return out
+
+
+def test_train_flags_reach_config(tiny_run, tmp_path, capsys):
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    assert cfg["total_steps"] == 200 and cfg["learning_starts"] == 100 and cfg["batch_size"] == 16
+    assert cfg["progress"] is False and cfg["plot"] is False
+    # a preset plus overrides, list-valued and dashed flags
+    out = tmp_path / "nb"
+    rc = main(["train", "--preset", "notebook", "--hidden", "8", "8", "--batch-size", "10", "--out", str(out),
+               *TINY_FLAGS[:2], *TINY_FLAGS[6:]])
+    assert rc == 0
+    assert str(out) in capsys.readouterr().out
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["env_id"] == "CartPole-v0" and cfg["lr"] == 1e-4 and cfg["num_envs"] == 1  # from the preset
+    assert cfg["hidden"] == [8, 8] and cfg["batch_size"] == 10 and cfg["total_steps"] == 200
+
+
+def test_help_lists_every_field(capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(["train", "--help"])
+    assert ei.value.code == 0
+    out = capsys.readouterr().out
+    for name in field_names():
+        assert f"--{name}" in out, name
+
+
+def test_unknown_preset(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--preset", "bogus", "--out", str(out)]) == 2
+    line = one_line_error(capsys, "train")
+    assert "bogus" in line and "notebook" in line and "fast" in line
+    assert not out.exists()
+
+
+def test_unknown_flag(capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(["train", "--no_such_flag", "3"])
+    assert ei.value.code == 2
+    assert "--no_such_flag" in capsys.readouterr().err
+
+
+def test_bad_choice_flag(capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(["train", "--loss", "l1"])
+    assert ei.value.code == 2
+    assert "l1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--gamma", "1.5"], ["gamma", "1.5"]),
+    (["--batch_size", "64", "--buffer_size", "32"], ["batch_size", "buffer_size"]),
+    (["--total_steps", "-5"], ["total_steps", "-5"]),
+    (["--num_envs", "0"], ["num_envs"]),
+])
+def test_bad_values(tmp_path, capsys, flags, words):
+    out = tmp_path / "r"
+    assert main(["train", *flags, "--out", str(out)]) == 2
+    line = one_line_error(capsys, "train")
+    for w in words:
+        assert w in line, line
+    assert not out.exists()
+
+
+def test_eval_missing_path(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert main(["eval", str(missing)]) == 2
+    line = one_line_error(capsys, "eval")
+    assert "nope" in line and "checkpoint" in line
+
+
+def test_eval_corrupt_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(bytes(range(256)) + b"definitely not a torch file")
+    assert main(["eval", str(bad)]) == 2
+    line = one_line_error(capsys, "eval")
+    assert "cannot read checkpoint" in line
+    assert main(["eval", str(tmp_path)]) == 2  # the run directory holding it
+    assert "cannot read checkpoint" in one_line_error(capsys, "eval")
+
+
+def test_play_missing_path(tmp_path, capsys):
+    assert main(["play", str(tmp_path / "nope"), "--gif", str(tmp_path / "x.gif")]) == 2
+    one_line_error(capsys, "play")
+    assert not (tmp_path / "x.gif").exists()
+
+
+def test_eval_bad_episodes(tiny_run, capsys):
+    assert main(["eval", str(tiny_run), "--episodes", "0"]) == 2
+    assert "episodes" in one_line_error(capsys, "eval")
+
+
+def test_train_into_non_empty_out_fails_untouched(tiny_run, capsys):
+    before = snapshot(tiny_run)
+    assert main(["train", "--out", str(tiny_run), *TINY_FLAGS]) == 2
+    line = one_line_error(capsys, "train")
+    assert str(tiny_run) in line and "not empty" in line
+    assert snapshot(tiny_run) == before  # byte-identical, nothing added
+
+
+def test_train_into_existing_file_fails(tmp_path, capsys):
+    f = tmp_path / "file.txt"
+    f.write_text("keep")
+    assert main(["train", "--out", str(f), *TINY_FLAGS]) == 2
+    one_line_error(capsys, "train")
+    assert f.read_text() == "keep"
+
+
+def test_resume_disallowed_override(tiny_run, capsys):
+    before = snapshot(tiny_run)
+    assert main(["train", "--resume", str(tiny_run), "--num_envs", "4"]) == 2
+    line = one_line_error(capsys, "train")
+    assert "num_envs" in line and "total_steps" in line  # names the flag and what may change
+    assert snapshot(tiny_run) == before
+
+
+def test_resume_out_mismatch(tiny_run, tmp_path, capsys):
+    before = snapshot(tiny_run)
+    assert main(["train", "--resume", str(tiny_run), "--out", str(tmp_path / "other")]) == 2
+    one_line_error(capsys, "train")
+    assert snapshot(tiny_run) == before
+    assert not (tmp_path / "other").exists()
+
+
+def test_resume_missing_run(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
+    assert "nope" in one_line_error(capsys, "train")
+
+
+def test_resume_allowed_override(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert main(["train", "--resume", str(run), "--total_steps", "400"]) == 0
+    capsys.readouterr()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env_steps"] == 400
+    assert json.loads((run / "config.json").read_text())["total_steps"] == 400
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "fastdqn.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+def test_subprocess_errors_have_no_traceback(tmp_path):
+    p = run_cli("train", "--preset", "bogus", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.strip() == ("fastdqn train: error: unknown preset 'bogus'; presets are: "
+                                + ", ".join(["notebook", "cleanrl", "fast"]))
+    assert "Traceback" not in p.stderr + p.stdout
+    assert not (tmp_path / "r").exists()
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x80\x02garbage" * 20)
+    p = run_cli("eval", str(bad), cwd=tmp_path)
+    assert p.returncode == 2
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "cannot read checkpoint" in p.stderr and "Traceback" not in p.stderr
