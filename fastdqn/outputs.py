@@ -28,26 +28,19 @@ def rolling_mean(xs: list[float], window: int) -> list[float]:
 
 
 def plot_learning_curve(run_dir, cfg: DQNConfig, window: int = 100) -> Path:
-    """Per-episode return with a rolling mean, as the tutorial plots it (Agg, no display)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """Per-episode return with a rolling mean, as the tutorial plots it (no display needed)."""
+    from fastdqn.plot import line_chart
 
     _, rets = read_episodes(run_dir)
-    fig = Figure(figsize=(7, 4))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    eps = range(1, len(rets) + 1)
-    ax.plot(eps, rets, color="tab:blue", alpha=0.35, lw=0.8, label="episode return")
-    ax.plot(eps, rolling_mean(rets, window), color="tab:blue", lw=2, label=f"rolling mean ({window})")
-    ax.axhline(cfg.solve_threshold, color="tab:green", ls="--", lw=1, label=f"solved ({cfg.solve_threshold:g})")
-    ax.set_xlabel("episode")
-    ax.set_ylabel("total reward")
-    ax.set_title(f"{cfg.env_id}: training episodes ({cfg.num_envs} envs, seed {cfg.seed})")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    path = Path(run_dir) / "learning_curve.png"
-    fig.savefig(path, dpi=100)
-    return path
+    eps = list(range(1, len(rets) + 1))
+    return line_chart(
+        Path(run_dir) / "learning_curve.png",
+        [("episode return", eps, rets, (166, 198, 230), 1),
+         (f"rolling mean ({window})", eps, rolling_mean(rets, window), (31, 119, 180), 3)],
+        hlines=[(f"solved ({cfg.solve_threshold:g})", cfg.solve_threshold, (44, 160, 44))],
+        title=f"{cfg.env_id}: training episodes ({cfg.num_envs} envs, seed {cfg.seed})",
+        xlabel="episode", ylabel="return", ylim=(0, cfg.max_episode_steps * 1.05),
+    )
 
 
 def write_tensorboard(run_dir) -> bool:

@@ -9,6 +9,7 @@ accumulated on the device and copied to the host only at ``log_every`` intervals
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import math
 import platform
@@ -62,10 +63,10 @@ def epsilon(cfg: DQNConfig, env_step: int) -> float:
 def act(q: QNetwork, obs: torch.Tensor, eps: float, gen: torch.Generator) -> torch.Tensor:
     """Epsilon-greedy actions for every env at once, drawn on the device."""
     greedy = q(obs).argmax(dim=1)
-    n = obs.shape[0]
-    explore = torch.rand(n, device=obs.device, generator=gen) < eps
-    random_actions = torch.randint(0, 2, (n,), device=obs.device, generator=gen)
-    return torch.where(explore, random_actions, greedy)
+    # One uniform draw per env decides both: explore if u < eps, and then the random action is
+    # u < eps / 2, which is a fair coin given u < eps.
+    u = torch.rand(obs.shape[0], device=obs.device, generator=gen)
+    return torch.where(u < eps, (u < eps / 2).long(), greedy)
 
 
 @torch.no_grad()
@@ -230,6 +231,10 @@ def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
         }, run_dir / checkpoint.CHECKPOINT)
 
     # --- the loop -----------------------------------------------------------------------
+    # The loop allocates many short-lived tensors and creates no reference cycles: pause the
+    # cyclic garbage collector while it runs (~5 % of loop time), restore it after.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     if ckpt is None:
         obs = env.reset()
     else:  # continue the running episodes exactly where they were
@@ -262,6 +267,9 @@ def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
                     save_checkpoint()
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     loop_time = time.perf_counter() - loop_start
     flush()
     progress.close()
