@@ -52,8 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train an agent (the main job)",
                        description="Train a DQN agent. Writes config.json, metrics.csv, evals.csv, checkpoint.pt, "
                                    "summary.json and learning_curve.png into the run directory.")
-    t.add_argument("--preset", default=DEFAULT_PRESET, help=f"starting config: {', '.join(PRESETS)} "
-                   f"(default: {DEFAULT_PRESET})")
+    t.add_argument("--preset", help=f"starting config: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})")
     t.add_argument("--out", help="run directory (default: runs/<env>-<timestamp>); must be new or empty")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint; only "
                    "total_steps, eval_every, stop_when_solved, progress, plot and log_every may be changed")
@@ -78,22 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> int:
-    from fastdqn.config import field_names, preset
-    from fastdqn.train import train
+    from fastdqn.config import DEFAULT_PRESET, field_names, preset
+    from fastdqn.train import resume_config, train
 
     overrides = {k: v for k, v in vars(args).items() if k in field_names()}
     if "hidden" in overrides:
         overrides["hidden"] = tuple(overrides["hidden"])
     if args.resume:
-        from fastdqn.train import RESUMABLE_OVERRIDES
-
-        bad = sorted(set(overrides) - RESUMABLE_OVERRIDES)
-        if bad:
-            raise ValueError(f"--{bad[0]} cannot change when resuming; allowed: "
-                             f"{', '.join(sorted(RESUMABLE_OVERRIDES))}")
         if args.out and args.out != args.resume:
             raise ValueError("--out and --resume name different directories; resuming writes into the resumed run")
-    cfg = preset(args.preset).replace(**overrides).validate()
+        if args.preset:
+            raise ValueError("--preset cannot be combined with --resume: the run keeps its own config")
+        cfg = resume_config(args.resume, **overrides)
+    else:
+        cfg = preset(args.preset or DEFAULT_PRESET).replace(**overrides).validate()
     result = train(cfg, out=args.resume or args.out, resume=bool(args.resume))
     status = "solved" if result.solved else "not solved"
     print(f"{status}: eval mean return {result.eval_mean_return} after {result.env_steps:,d} env steps, "

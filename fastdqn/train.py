@@ -22,7 +22,7 @@ import torch
 
 from fastdqn import checkpoint
 from fastdqn.cartpole import CartPole
-from fastdqn.config import DQNConfig
+from fastdqn.config import ConfigError, DQNConfig
 from fastdqn.learner import Learner, QNetwork
 from fastdqn.replay import ReplayBuffer
 
@@ -140,15 +140,31 @@ def prepare_run_dir(out, resume: bool) -> Path:
     return out
 
 
+def resume_config(out, **overrides) -> DQNConfig:
+    """The config of the run in ``out`` with ``overrides`` (only RESUMABLE_OVERRIDES) applied."""
+    bad = sorted(set(overrides) - RESUMABLE_OVERRIDES)
+    if bad:
+        raise ConfigError(f"{bad[0]} cannot change when resuming; allowed: {', '.join(sorted(RESUMABLE_OVERRIDES))}")
+    return DQNConfig.from_dict({**checkpoint.load(out)["config"], **overrides})
+
+
 def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
-    """Train a DQN agent; writes config, metrics, checkpoint, summary and plot into ``out``."""
+    """Train a DQN agent; writes config, metrics, checkpoint, summary and plot into ``out``.
+
+    ``resume=True`` continues the run in ``out`` from its checkpoint; ``cfg`` must then equal the
+    run's config except for RESUMABLE_OVERRIDES (build it with :func:`resume_config`).
+    """
     t_start = time.perf_counter()
     ckpt = None
+    cfg.validate()
     if resume:
         ckpt = checkpoint.load(out)
-        overrides = {k: v for k, v in asdict(cfg).items() if k in RESUMABLE_OVERRIDES}
-        cfg = DQNConfig.from_dict({**ckpt["config"], **overrides})
-    cfg.validate()
+        saved = DQNConfig.from_dict(ckpt["config"])
+        changed = [f for f in DQNConfig.__dataclass_fields__ if f not in RESUMABLE_OVERRIDES
+                   and getattr(cfg, f) != getattr(saved, f)]
+        if changed:
+            raise ConfigError(f"{changed[0]} differs from the resumed run's ({getattr(saved, changed[0])!r}); only "
+                              f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change when resuming")
     if out is None:
         out = Path("runs") / time.strftime(f"{cfg.env_id}-%Y%m%d-%H%M%S")
     run_dir = prepare_run_dir(out, resume)

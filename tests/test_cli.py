@@ -4,8 +4,10 @@ line on stderr and exit code 2, touching nothing already written."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -194,3 +196,30 @@ def test_subprocess_errors_have_no_traceback(tmp_path):
     assert p.returncode == 2
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "cannot read checkpoint" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_ctrl_c_writes_checkpoint_and_summary_then_resume_continues(tmp_path):
+    """SIGINT mid-run: exit 130, checkpoint + summary (interrupted) written; --resume continues."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "fastdqn.cli", "train", "--out", str(out), "--total_steps", "10000000",
+           "--stop_when_solved", "false", "--eval_every", "0", "--progress", "false", "--plot", "false"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "metrics.csv").exists() or (out / "metrics.csv").stat().st_size < 2000:
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "--resume" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and 0 < summary["env_steps"] < 10_000_000
+    steps = summary["env_steps"]
+
+    resumed = subprocess.run([sys.executable, "-m", "fastdqn.cli", "train", "--resume", str(out), "--total_steps",
+                              str(steps + 800), "--progress", "false", "--plot", "false"],
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    after = json.loads((out / "summary.json").read_text())
+    assert after["interrupted"] is False and after["env_steps"] == steps + 800
