@@ -8,8 +8,7 @@ stop_when_solved=False, eval_every=0, eval_episodes=1, learning_starts=batch_siz
 buffer_size=max(100000, num_envs, batch), on the CPU and, when ``torch.cuda.is_available()``, on CUDA;
 eager (compile "none") always, plus ``--compile-mode`` with ``--compile``. The rates come from each run's
 summary (``env_steps_per_s``, ``updates_per_s``: env steps and updates over the loop's wall time). That loop
-time also holds fixed costs: the updates-free prefill, the first update's torch.compile, the final
-evaluation and checkpoint. So each repeat runs two lengths, short (prefill + V/4 vector steps) and long
+time also holds fixed costs: the updates-free prefill and the first update's torch.compile. So each repeat runs two lengths, short (prefill + V/4 vector steps) and long
 (short + V), and reports both the long run's summary rates ("loop_*") and the difference between the two
 ("steady_*" = extra env steps or updates / extra loop seconds), which cancels the fixed costs. V is
 calibrated per cell (eager) so the difference takes about ``--seconds``. Compiled runs call
@@ -209,7 +208,7 @@ def main(argv=None):
         "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
         "devices": devices, "modes": modes, "bench_wall_s": time.perf_counter() - t0,
         "notes": ["steady_* = (long - short) env steps or updates / (long - short) loop seconds: fixed costs cancel",
-                  "loop_* = the long run's summary rates: include prefill, first-update compile, final eval, checkpoint",
+                  "loop_* = the long run's summary rates: the loop alone, prefill and the first update (compile) included",
                   "env steps count every env of the batch; updates are gradient steps of batch_size transitions"],
         "loop": loop_rows, "update": update_rows,
     }

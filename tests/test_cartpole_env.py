@@ -495,3 +495,50 @@ def test_state_setter_rejects_wrong_shape():
         with pytest.raises(ValueError, match="shape"):
             env.state = bad
         assert torch.equal(env.state, before)
+
+
+def test_dense_and_sparse_reset_paths_agree():
+    """torch_step's sync-free path (a draw for every env, selected with where: used on GPUs and
+    under torch.compile) and its CPU-eager path (draws only for finished envs) are the same
+    function of (state, actions, key, round)."""
+    from fastdqn.cartpole import _as_signed, torch_step
+
+    n = 512
+    env = fastdqn.CartPole(n, backend="torch", dtype=torch.float64, seed=11)
+    g = torch.Generator().manual_seed(1)
+    key = torch.tensor(_as_signed(env.state_dict()["key"]))  # uint64 bits in an int64
+    index = torch.arange(n)
+    state, elapsed = env.state.clone(), env.elapsed_steps.clone()
+    finished = 0
+    for t in range(60):
+        actions = torch.randint(0, 2, (n,), generator=g)
+        round_ = torch.tensor(t + 1)
+        dense, el_dense = torch_step(state, elapsed, actions, 500, key, round_, index, sparse_resets=False)
+        sparse, el_sparse = torch_step(state, elapsed, actions, 500, key, round_, index, sparse_resets=True)
+        for a, b in zip(dense, sparse):
+            assert torch.equal(a, b)
+        assert torch.equal(el_dense, el_sparse)
+        finished += int((dense.terminated | dense.truncated).sum())
+        state, elapsed = dense.obs, el_dense
+    assert finished > n  # plenty of resets went through both paths
+
+
+@pytest.mark.slow
+def test_compiled_torch_backend_matches_eager():
+    """CartPole(compile=True) (the torch.compile'd step) against the eager torch backend, resynced
+    every step: same reset draws exactly, physics within float32 rounding, same flags."""
+    n = 256
+    eager = fastdqn.CartPole(n, backend="torch", seed=5)
+    compiled = fastdqn.CartPole(n, backend="torch", seed=5, compile=True)
+    g = torch.Generator().manual_seed(2)
+    resets = 0
+    for _ in range(40):
+        actions = torch.randint(0, 2, (n,), generator=g)
+        a, b = eager.step(actions), compiled.step(actions)
+        torch.testing.assert_close(b.final_obs, a.final_obs, rtol=1e-6, atol=1e-6)
+        assert torch.equal(a.terminated, b.terminated) and torch.equal(a.truncated, b.truncated)
+        done = a.terminated | a.truncated
+        assert torch.equal(a.obs[done], b.obs[done])  # reset draws: integer hashing, exact
+        resets += int(done.sum())
+        compiled.state = eager.state
+    assert resets > 0
