@@ -203,7 +203,10 @@ def test_ctrl_c_writes_checkpoint_and_summary_then_resume_continues(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "fastdqn.cli", "train", "--out", str(out), "--total_steps", "10000000",
            "--stop_when_solved", "false", "--eval_every", "0", "--progress", "false", "--plot", "false"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell without job control starts background jobs with SIGINT ignored, and Python then keeps
+    # it ignored: give the child the default disposition so it sees Ctrl-C as a terminal would.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not (out / "metrics.csv").exists() or (out / "metrics.csv").stat().st_size < 2000:
         assert proc.poll() is None and time.time() < deadline, proc.communicate()

@@ -12,6 +12,7 @@ import io
 
 import pytest
 import torch
+from reference import mlp_formula
 from torch import nn
 
 from fastdqn.learner import Learner, QNetwork, td_target
@@ -145,23 +146,15 @@ def test_truncated_flag_does_not_stop_bootstrap():
 
 
 # --- the update step against a from-the-formula reference ----------------------------------------
-def mlp(params, x):
-    """The Q-network as a formula: alternating (weight, bias) with ReLU between layers."""
-    n = len(params) // 2
-    for i in range(n):
-        x = x @ params[2 * i].T + params[2 * i + 1]
-        if i < n - 1:
-            x = torch.clamp(x, min=0.0)
-    return x
 
 
 def ref_loss(online, target, b: Batch, gamma, double_dqn, kind):
-    q_sa = mlp(online, b.obs)[torch.arange(len(b.actions)), b.actions]
+    q_sa = mlp_formula(online, b.obs)[torch.arange(len(b.actions)), b.actions]
     with torch.no_grad():
         boot = target if target is not None else online
-        nq = mlp(boot, b.next_obs)
+        nq = mlp_formula(boot, b.next_obs)
         if double_dqn and target is not None:
-            v = nq[torch.arange(len(nq)), mlp(online, b.next_obs).argmax(dim=1)]
+            v = nq[torch.arange(len(nq)), mlp_formula(online, b.next_obs).argmax(dim=1)]
         else:
             v = nq.max(dim=1).values
         y = b.rewards + gamma * (1.0 - b.terminated.float()) * v

@@ -17,6 +17,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from reference import mlp_formula
 
 import fastdqn
 from fastdqn import checkpoint
@@ -271,16 +272,6 @@ def test_train_refuses_non_empty_out(tmp_path):
 
 
 # --- load_policy --------------------------------------------------------------------------------
-def formula_q(state_dict, x):
-    """Q-values from the raw checkpoint tensors: alternating (weight, bias), ReLU between layers."""
-    tensors = list(state_dict.values())
-    n = len(tensors) // 2
-    for i in range(n):
-        x = x @ tensors[2 * i].T + tensors[2 * i + 1]
-        if i < n - 1:
-            x = torch.clamp(x, min=0.0)
-    return x
-
 
 def test_load_policy(run3000):
     cfg, _, out = run3000
@@ -302,7 +293,7 @@ def test_load_policy(run3000):
     q.load_state_dict(sd)
     with torch.no_grad():
         by_hand = q(torch.from_numpy(obs)).argmax(dim=1).numpy()
-        by_formula = formula_q(sd, torch.from_numpy(obs)).argmax(dim=1).numpy()
+        by_formula = mlp_formula(sd.values(), torch.from_numpy(obs)).argmax(dim=1).numpy()
     assert np.array_equal(a, by_hand)
     assert np.array_equal(a, by_formula)
 
