@@ -8,7 +8,8 @@ stop_when_solved=False, eval_every=0, eval_episodes=1, learning_starts=batch_siz
 buffer_size=max(100000, num_envs, batch), on the CPU and, when ``torch.cuda.is_available()``, on CUDA;
 eager (compile "none") always, plus ``--compile-mode`` with ``--compile``. The rates come from each run's
 summary (``env_steps_per_s``, ``updates_per_s``: env steps and updates over the loop's wall time). That loop
-time also holds fixed costs: the updates-free prefill and the first update's torch.compile. So each repeat runs two lengths, short (prefill + V/4 vector steps) and long
+time also holds fixed costs: the updates-free prefill and the first update's torch.compile.
+So each repeat runs two lengths, short (prefill + V/4 vector steps) and long
 (short + V), and reports both the long run's summary rates ("loop_*") and the difference between the two
 ("steady_*" = extra env steps or updates / extra loop seconds), which cancels the fixed costs. V is
 calibrated per cell (eager) so the difference takes about ``--seconds``. Compiled runs call

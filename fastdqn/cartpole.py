@@ -139,9 +139,12 @@ def _parse_dtype(dtype) -> torch.dtype:
 
 def _parse_device(device) -> torch.device:
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
+    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+        dev = torch.device("cuda", torch.cuda.current_device())  # tensors report cuda:N, never bare cuda
+    return dev
 
 
 def _check_positive_int(name: str, value, limit: int = 2**31 - 1) -> int:
@@ -195,6 +198,8 @@ class CartPole:
         n, dev = self.num_envs, self.device
         self._state = torch.zeros(4, n, dtype=self.dtype, device=dev)  # struct-of-arrays
         self._elapsed = torch.zeros(n, dtype=torch.int32, device=dev)
+        self._key: int | None = None  # RNG key (uint64) and draw counter, set by reset()
+        self._round = 0
         if backend == "numba":
             from fastdqn.kernels import cartpole_numba
 
@@ -246,20 +251,26 @@ class CartPole:
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Reset every env; returns ``obs [N, 4]``. A seed re-keys the RNG (None keeps the
         current stream going)."""
-        if seed is not None or not hasattr(self, "_key"):
+        if seed is not None or self._key is None:
             if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
                 raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
             self._key = rng.seed_key(seed)
             self._round = 0
         if self.backend == "numba":
             self._kernels.reset(self._state.numpy(), self._elapsed.numpy(), np.uint64(self._key), np.uint64(self._round))
+            self._round += 1
         else:
             self._key_t.fill_(_as_signed(self._key))
-            self._round_t.fill_(self._round)
-            self._state.copy_(reset_draw(self._key_t, self._round_t, self._env_index, self.num_envs, self.dtype).T)
+            self._state.copy_(self._draw_all().T)
             self._elapsed.zero_()
-        self._round += 1
         return self._state.clone().T
+
+    def _draw_all(self) -> torch.Tensor:
+        """Reset states ``[N, 4]`` of the next draw round for every env (torch backend); advances
+        the round counter. Used by ``reset`` and by the Gymnasium adapter's next-step autoreset."""
+        self._round_t.fill_(self._round)
+        self._round += 1
+        return reset_draw(self._key_t, self._round_t, self._env_index, self.num_envs, self.dtype)
 
     def step(self, actions: torch.Tensor) -> StepResult:
         """Apply ``actions [N]`` (integer or bool, 0 = left, 1 = right) to every env."""

@@ -18,7 +18,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from fastdqn.cartpole import THETA_THRESHOLD, X_THRESHOLD, CartPole, physics, reset_draw
+from fastdqn.cartpole import THETA_THRESHOLD, X_THRESHOLD, CartPole, physics
 
 ENV_IDS = {"fastdqn/CartPole-v1": (500, 475.0), "fastdqn/CartPole-v0": (200, 195.0)}
 
@@ -87,10 +87,7 @@ class CartPoleVectorEnv(VectorEnv):
         truncated = elapsed >= self.max_episode_steps
         # Envs that ended on the previous call restart now, ignoring this call's action.
         prev = self._prev_done
-        env._round_t.fill_(env._round)
-        fresh = reset_draw(env._key_t, env._round_t, env._env_index, env.num_envs, env.dtype)
-        env._round += 1
-        env.state = torch.where(prev[:, None], fresh, next_state)
+        env.state = torch.where(prev[:, None], env._draw_all(), next_state)
         env.elapsed_steps.copy_(elapsed.masked_fill(prev, 0))
         terminated = terminated & ~prev
         truncated = truncated & ~prev
