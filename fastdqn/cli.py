@@ -93,7 +93,8 @@ def cmd_train(args) -> int:
         cfg = preset(args.preset or DEFAULT_PRESET).replace(**overrides).validate()
     result = train(cfg, out=args.resume or args.out, resume=bool(args.resume))
     status = "solved" if result.solved else "not solved"
-    print(f"{status}: eval mean return {result.eval_mean_return} after {result.env_steps:,d} env steps, "
+    ev = "-" if result.eval_mean_return is None else f"{result.eval_mean_return:.1f}"
+    print(f"{status}: eval mean return {ev} after {result.env_steps:,d} env steps, "
           f"{result.updates:,d} updates, {result.wall_time_s:.2f} s ({result.env_steps_per_s:,.0f} env steps/s) "
           f"-> {result.run_dir}")
     if result.interrupted:

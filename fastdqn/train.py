@@ -111,7 +111,7 @@ class Progress:
         self.enabled = enabled and sys.stderr.isatty()
         self.last = 0.0
 
-    def update(self, env_steps, sps, recent_return, eps, force=False):
+    def update(self, env_steps, sps, recent_return, eps, last_eval=None, force=False):
         now = time.perf_counter()
         if not self.enabled or (not force and now - self.last < 0.25):
             return
@@ -119,8 +119,9 @@ class Progress:
         frac = env_steps / self.total
         bar = "#" * int(24 * frac) + "-" * (24 - int(24 * frac))
         ret = f"{recent_return:6.1f}" if recent_return is not None else "     -"
+        ev = f"  eval {last_eval:5.1f}" if last_eval is not None else ""
         sys.stderr.write(f"\r[{bar}] {env_steps:>9,d}/{self.total:,d} steps  {sps:>9,.0f} steps/s  "
-                         f"return {ret}  eps {eps:.3f} ")
+                         f"return {ret}  eps {eps:.3f}{ev} ")
         sys.stderr.flush()
 
     def close(self):
@@ -165,8 +166,9 @@ def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
         if changed:
             raise ConfigError(f"{changed[0]} differs from the resumed run's ({getattr(saved, changed[0])!r}); only "
                               f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change when resuming")
-    if out is None:
-        out = Path("runs") / time.strftime(f"{cfg.env_id}-%Y%m%d-%H%M%S")
+    if out is None:  # a fresh directory under runs/, never one that exists
+        stem = Path("runs") / time.strftime(f"{cfg.env_id}-%Y%m%d-%H%M%S")
+        out = next(p for i in range(1, 10**6) if not (p := stem.with_name(stem.name + (f"-{i}" if i > 1 else ""))).exists())
     run_dir = prepare_run_dir(out, resume)
     device, backend, compile_mode = resolve_device(cfg)
     if device.type == "cpu" and cfg.torch_threads > 0:
@@ -207,9 +209,9 @@ def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
     solved = solved_at is not None
     interrupted = False
 
-    def flush():
+    def flush(final=False):
         nonlocal k
-        if k == 0:
+        if k == 0 and not final:
             return
         done = pending_done[:k].cpu()
         rets = pending_ret[:k].cpu()
@@ -224,7 +226,8 @@ def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
                               f"{loss_now:.5g}", f"{sps:.0f}"])
         del recent[:-100]
         k = 0
-        progress.update(env_steps, sps, sum(recent) / len(recent) if recent else None, eps_now)
+        progress.update(env_steps, sps, sum(recent) / len(recent) if recent else None, eps_now,
+                        evals[-1]["eval_mean_return"] if evals else None, force=final)
 
     def run_eval():
         nonlocal solved, solved_at
@@ -287,10 +290,10 @@ def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
         if gc_was_enabled:
             gc.enable()
     loop_time = time.perf_counter() - loop_start
-    flush()
-    progress.close()
     if not interrupted and (not evals or evals[-1]["env_step"] != env_steps):
         run_eval()
+    flush(final=True)
+    progress.close()
     save_checkpoint()
     metrics_file.close()
 
