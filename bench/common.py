@@ -85,3 +85,14 @@ def write_json(name: str, payload: dict) -> Path:
     path = RESULTS / name
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def loglog(ax, xlabel: str, ylabel: str, legend_size: int = 8, xbase: int = 10) -> None:
+    """Log-log axes with labels, a light grid and a legend (the benchmarks' common frame)."""
+    ax.set_xscale("log", base=xbase)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=legend_size)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_info, median, time_repeats, write_json  # noqa: E402
+from common import RESULTS, loglog, machine_info, median, time_repeats, write_json  # noqa: E402
 
 import fastdqn  # noqa: E402
 
@@ -164,13 +164,8 @@ def plot(rows, path, machine):
         pts = [(r["num_envs"], r["steps_per_s_median"]) for r in rows if r["method"] == name]
         xs, ys = zip(*pts)
         ax.plot(xs, ys, marker="o" if len(xs) > 1 else "*", markersize=6 if len(xs) > 1 else 12, label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("number of envs N")
-    ax.set_ylabel("env steps / s (median)")
+    loglog(ax, "number of envs N", "env steps / s (median)")
     ax.set_title(f"CartPole random-action throughput\n{machine['cpu']} ({machine['cpu_count']} cores), torch {machine['torch']}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_info, median, time_repeats, write_json  # noqa: E402
+from common import RESULTS, loglog, machine_info, median, time_repeats, write_json  # noqa: E402
 
 from fastdqn.config import preset  # noqa: E402
 from fastdqn.learner import Learner, QNetwork  # noqa: E402
@@ -239,12 +239,7 @@ def plot(loop_rows, update_rows, path, machine):
             xs, ys = zip(*pts)
             ax.plot(xs, ys, ls=styles.get(mode, "--"), marker=markers.get(dev, "^"), color=colors[b],
                     label=f"{dev} {'eager' if mode == 'none' else 'compiled ' + mode} batch {b}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("num_envs")
-        ax.set_ylabel(f"{label} (steady state, median)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        loglog(ax, "num_envs", f"{label} (steady state, median)", legend_size=7)
     axes[0].set_title("training loop: env steps / s")
     axes[1].set_title("training loop: updates / s")
     ax = axes[2]
@@ -253,14 +248,8 @@ def plot(loop_rows, update_rows, path, machine):
         xs, ys = zip(*pts)
         ax.plot(xs, ys, ls=styles.get(mode, "--"), marker=markers.get(dev, "^"),
                 label=f"{dev} {'eager' if mode == 'none' else 'compiled ' + mode}")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("updates / s (median)")
+    loglog(ax, "batch size", "updates / s (median)", xbase=2)
     ax.set_title("Learner.update alone, fixed batch")
-    ax.grid(True, which="both", alpha=0.3)
-    if update_rows:
-        ax.legend(fontsize=8)
     fig.suptitle(f"{machine['cpu']} ({machine['cpu_count']} cores), torch {machine['torch']}"
                  + (f", {machine['cuda']}" if machine.get("cuda") else ""), fontsize=10)
     fig.tight_layout()
