@@ -142,9 +142,14 @@ def _parse_device(device) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
-    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+    if dev.type == "cuda" and torch.cuda.is_available() and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())  # tensors report cuda:N, never bare cuda
     return dev
+
+
+def _check_available(dev: torch.device) -> None:
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(dev)!r} was requested but torch sees no CUDA GPU; use device='cpu'")
 
 
 def _check_positive_int(name: str, value, limit: int = 2**31 - 1) -> int:
@@ -191,6 +196,7 @@ class CartPole:
         self.device = _parse_device(device)
         if backend == "numba" and self.device.type != "cpu":
             raise ValueError(f"the numba backend runs on the CPU only, got device {str(self.device)!r}; use backend='torch'")
+        _check_available(self.device)
         if compile and backend != "torch":
             raise ValueError("compile=True applies to backend='torch' only")
         self.dtype = _parse_dtype(dtype)

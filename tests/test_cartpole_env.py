@@ -542,3 +542,9 @@ def test_compiled_torch_backend_matches_eager():
         resets += int(done.sum())
         compiled.state = eager.state
     assert resets > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_gpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        fastdqn.CartPole(4, backend="torch", device="cuda")
