@@ -1,13 +1,12 @@
 """CartPole step fused with same-step autoreset, as a parallel numba kernel (CPU).
 
-One pass over the envs: Gymnasium's Euler step (same expression order as
-``gymnasium.envs.classic_control.cartpole``), termination, truncation, and for finished envs a
-reset draw from the counter-based RNG in :mod:`fastdqn.kernels.rng`. The arithmetic runs in the
+One call, two passes over the envs: Gymnasium's Euler step (same expression order as
+``gymnasium.envs.classic_control.cartpole``), termination and truncation for every env, then a
+reset draw from the counter-based RNG in :mod:`fastdqn.kernels.rng` for the finished ones. The arithmetic runs in the
 dtype of ``state`` (float32 or float64): the physical constants arrive as a tuple of that dtype,
 so numba specialises one kernel per dtype and caches it on disk.
 """
 
-import math
 import types as types_module
 
 import numpy as np
@@ -29,28 +28,17 @@ _LOW32 = np.uint64(0xFFFFFFFF)
 
 
 def physics_constants(dtype) -> tuple:
-    """Gymnasium's CartPole constants, rounded once to ``dtype``.
+    """Gymnasium's CartPole constants (defined once, in :mod:`fastdqn.cartpole`), rounded to ``dtype``.
 
     Order: gravity, masspole, total_mass, length, polemass_length, force_mag, tau, 4/3,
     theta threshold (radians), x threshold.
     """
+    from fastdqn import cartpole as c
+
     f = np.dtype(dtype).type
-    masspole, masscart, length = 0.1, 1.0, 0.5
-    return tuple(
-        f(v)
-        for v in (
-            9.8,
-            masspole,
-            masspole + masscart,
-            length,
-            masspole * length,
-            10.0,
-            0.02,
-            4.0 / 3.0,
-            12 * 2 * math.pi / 360,
-            2.4,
-        )
-    )
+    values = (c.GRAVITY, c.MASSPOLE, c.TOTAL_MASS, c.LENGTH, c.POLEMASS_LENGTH, c.FORCE_MAG, c.TAU, 4.0 / 3.0,
+              c.THETA_THRESHOLD, c.X_THRESHOLD)
+    return tuple(f(v) for v in values)
 
 
 # pi/2 split in two doubles (Cody-Waite): k * _PIO2_HI is exact for |k| < 2**20.
