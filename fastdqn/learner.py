@@ -20,18 +20,14 @@ class QNetwork(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        # Functional calls instead of nested module calls: the net is tiny, so on a CPU the
-        # per-call Python overhead is a visible share of an update.
-        x = obs
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            x = F.linear(x, layer.weight, layer.bias)
-            if i < last:
-                x = torch.relu(x)
-        return x
+        return self.forward_with_inputs(obs)[0]
 
     def forward_with_inputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Action values and the input of every layer (what a hand-written backward needs)."""
+        """Action values and the input of every layer (what the hand-written backward needs).
+
+        Plain tensor calls rather than nested module calls: the net is tiny, so on a CPU the
+        per-call Python overhead is a visible share of an update.
+        """
         inputs, x = [], obs
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
