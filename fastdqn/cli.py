@@ -150,12 +150,10 @@ def cmd_bench_env(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from fastdqn.checkpoint import CheckpointError
-
     handlers = {"train": cmd_train, "eval": cmd_eval, "play": cmd_play, "bench-env": cmd_bench_env}
     try:
         return handlers[args.command](args)
-    except (ValueError, CheckpointError) as e:  # config, run-dir, checkpoint and input errors: one line
+    except ValueError as e:  # ConfigError, RunDirError, CheckpointError and input errors: one line
         print(f"fastdqn {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
