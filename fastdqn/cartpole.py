@@ -271,24 +271,26 @@ class CartPole:
             self._elapsed.zero_()
         return self._state.clone().T
 
-    def _draw_all(self) -> torch.Tensor:
-        """Reset states ``[N, 4]`` of the next draw round for every env (torch backend); advances
-        the round counter. Used by ``reset`` and by the Gymnasium adapter's next-step autoreset."""
+    def _next_round(self) -> torch.Tensor:
+        """The device copy of the current draw round (torch backend); advances the counter."""
         self._round_t.fill_(self._round)
         self._round += 1
-        return reset_draw(self._key_t, self._round_t, self._env_index, self.num_envs, self.dtype)
+        return self._round_t
+
+    def _draw_all(self) -> torch.Tensor:
+        """Reset states ``[N, 4]`` of the next draw round for every env (torch backend). Used by
+        ``reset`` and by the Gymnasium adapter's next-step autoreset."""
+        return reset_draw(self._key_t, self._next_round(), self._env_index, self.num_envs, self.dtype)
 
     def step(self, actions: torch.Tensor) -> StepResult:
         """Apply ``actions [N]`` (integer or bool, 0 = left, 1 = right) to every env."""
         actions = self._check_actions(actions)
         if self.backend == "numba":
             return self._step_numba(actions)
-        self._round_t.fill_(self._round)
         result, elapsed = self._step_fn(self.state, self._elapsed, actions, self.max_episode_steps, self._key_t,
-                                        self._round_t, self._env_index, self._sparse_resets)
+                                        self._next_round(), self._env_index, self._sparse_resets)
         self._state.copy_(result.obs.T)
         self._elapsed.copy_(elapsed)
-        self._round += 1
         return result
 
     def _step_numba(self, actions: torch.Tensor) -> StepResult:

@@ -131,8 +131,7 @@ class Progress:
 
 def prepare_run_dir(out, resume: bool) -> Path:
     out = Path(out)
-    if resume:
-        checkpoint.resolve(out)  # raises a one-line error if missing
+    if resume:  # train() has already loaded its checkpoint
         return out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RunDirError(f"run directory {out} already exists and is not empty; use --resume {out} to continue it "
