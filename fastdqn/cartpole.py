@@ -96,7 +96,8 @@ def reset_draw(key: torch.Tensor, round_: torch.Tensor, env_index: torch.Tensor,
                dtype: torch.dtype) -> torch.Tensor:
     """Reset states ``[len(env_index), 4]`` of the envs ``env_index`` (of ``num_envs``) for draw
     ``round_``: the counter-based stream of :mod:`fastdqn.kernels.rng` (identical to the numba
-    kernel's), uniform in [-0.05, 0.05). ``key`` and ``round_`` are 0-d int64 tensors (uint64 bits).
+    kernel's), uniform in [-0.05, 0.05). ``key`` (0-d, or one key per entry of ``env_index``) and
+    ``round_`` (0-d or ``[1]``) are int64 tensors holding uint64 bits.
     """
     k = (round_ * num_envs + env_index) * 2
     rows = []
@@ -107,9 +108,12 @@ def reset_draw(key: torch.Tensor, round_: torch.Tensor, env_index: torch.Tensor,
     return (RESET_LOW + (RESET_HIGH - RESET_LOW) * u).to(dtype).T
 
 
-def torch_step(state, elapsed, actions, max_episode_steps: int, key, round_, env_index, sparse_resets: bool):
+def torch_step(state, elapsed, actions, max_episode_steps: int, key, round_, env_index, sparse_resets: bool,
+               group_size: int | None = None):
     """Pure step with same-step autoreset: returns ``(StepResult, new_elapsed)``.
 
+    ``key`` is one RNG key per env (or a 0-d key for all), ``env_index`` each env's index within
+    its group of ``group_size`` envs (default: one group of all envs); see :class:`CartPole`.
     ``sparse_resets`` draws reset states only for the envs that finished (a data-dependent index:
     free on a CPU, a host sync on a GPU); otherwise every env gets a draw and ``where`` selects
     (sync-free, and fused away under ``torch.compile``). Both give identical values.
@@ -119,12 +123,14 @@ def torch_step(state, elapsed, actions, max_episode_steps: int, key, round_, env
     truncated = elapsed >= max_episode_steps
     done = terminated | truncated
     n = done.shape[0]
+    g = n if group_size is None else group_size
     if sparse_resets:
         idx = done.nonzero().squeeze(1)
         obs = final_obs.clone()
-        obs[idx] = reset_draw(key, round_, idx, n, state.dtype)
+        k = key[idx] if key.ndim else key
+        obs[idx] = reset_draw(k, round_, env_index[idx], g, state.dtype)
     else:
-        obs = torch.where(done[:, None], reset_draw(key, round_, env_index, n, state.dtype), final_obs)
+        obs = torch.where(done[:, None], reset_draw(key, round_, env_index, g, state.dtype), final_obs)
     reward = torch.ones(n, dtype=torch.float32, device=done.device)
     return StepResult(obs, reward, terminated, truncated, final_obs), elapsed.masked_fill(done, 0)
 
@@ -170,13 +176,19 @@ class CartPole:
             float64); strings ``"float32"``/``"float64"`` work too.
         max_episode_steps: truncation horizon (500 for CartPole-v1, 200 for v0).
         seed: key of the reset RNG. Runs with the same seed produce the same states on every
-            backend, device and thread count. ``None`` draws a fresh key.
+            backend, device and thread count. ``None`` draws a fresh key. A list of G seeds
+            splits the envs into G equal groups (``num_envs`` must be a multiple of G): env
+            ``i`` of group ``g`` resets exactly as env ``i`` of ``CartPole(num_envs // G,
+            seed=seeds[g])`` does (a population of agents, each with its own envs).
         compile: torch backend only: run the step through ``torch.compile`` (one fused
             kernel; worth it for large N, costs seconds of compile on first use).
 
     Actions are validated for shape, dtype and device on every call. Their values (must be
     0 or 1) are validated whenever the actions live on the CPU; on a GPU that would need a host
     sync, so there any nonzero value means "push right".
+
+    The draw counter is a device tensor advanced in place, so a step is a pure tensor program
+    (no Python number changes per step): it can run under ``torch.compile(fullgraph=True)``.
     """
 
     def __init__(
@@ -186,7 +198,7 @@ class CartPole:
         device="cpu",
         dtype=torch.float32,
         max_episode_steps: int = 500,
-        seed: int | None = None,
+        seed: int | list[int] | None = None,
         compile: bool = False,
     ):
         self.num_envs = _check_positive_int("num_envs", num_envs)
@@ -201,11 +213,16 @@ class CartPole:
             raise ValueError("compile=True applies to backend='torch' only")
         self.dtype = _parse_dtype(dtype)
         self.max_episode_steps = _check_positive_int("max_episode_steps", max_episode_steps)
+        self.groups = len(seed) if isinstance(seed, (list, tuple)) else 1
+        if self.groups < 1 or self.num_envs % self.groups:
+            raise ValueError(f"num_envs ({self.num_envs}) must be a multiple of the number of seeds ({self.groups})")
+        self.group_size = self.num_envs // self.groups
         n, dev = self.num_envs, self.device
         self._state = torch.zeros(4, n, dtype=self.dtype, device=dev)  # struct-of-arrays
         self._elapsed = torch.zeros(n, dtype=torch.int32, device=dev)
-        self._key: int | None = None  # RNG key (uint64) and draw counter, set by reset()
-        self._round = 0
+        self._keys: list[int] | None = None  # one RNG key (uint64) per group, set by reset()
+        self._keys_t = torch.zeros(self.groups, dtype=torch.int64, device=dev)  # the same, as uint64 bits
+        self._round = torch.zeros(1, dtype=torch.int64, device=dev)  # draw counter, advanced in place
         if backend == "numba":
             from fastdqn.kernels import cartpole_numba
 
@@ -213,10 +230,10 @@ class CartPole:
             parallel = n >= cartpole_numba.PARALLEL_MIN_ENVS
             self._numba_step = cartpole_numba.step if parallel else cartpole_numba.step_serial
             self._consts = cartpole_numba.physics_constants(self._state.numpy().dtype)
+            self._round_np = self._round.numpy()
         else:
-            self._env_index = torch.arange(n, device=dev)
-            self._round_t = torch.zeros((), dtype=torch.int64, device=dev)
-            self._key_t = torch.zeros((), dtype=torch.int64, device=dev)
+            self._env_index = torch.arange(n, device=dev) % self.group_size  # index within the group
+            self._env_keys = torch.zeros(n, dtype=torch.int64, device=dev)  # each env's group key
             self._step_fn = torch.compile(torch_step, dynamic=False) if compile else torch_step
             # Eager on a CPU: draw resets only for finished envs (see torch_step).
             self._sparse_resets = self.device.type == "cpu" and not compile
@@ -240,55 +257,71 @@ class CartPole:
         """Steps taken in each env's current episode ``[N]`` (int32, writable view)."""
         return self._elapsed
 
+    @property
+    def _key(self) -> int:
+        """The RNG key of the first group (of the only group for a single seed)."""
+        return self._keys[0]
+
     def state_dict(self) -> dict:
         """Everything needed to continue exactly where the envs are (states, step counters, RNG)."""
-        return {"state": self._state.clone(), "elapsed": self._elapsed.clone(), "key": self._key, "round": self._round}
+        return {"state": self._state.clone(), "elapsed": self._elapsed.clone(), "keys": list(self._keys),
+                "round": self._round.clone()}
 
     def load_state_dict(self, d: dict) -> None:
-        if tuple(d["state"].shape) != tuple(self._state.shape):
-            raise ValueError(f"env state has shape {tuple(d['state'].shape)}, expected {tuple(self._state.shape)}")
+        if tuple(d["state"].shape) != tuple(self._state.shape) or len(d["keys"]) != self.groups:
+            raise ValueError(f"env state has shape {tuple(d['state'].shape)} with {len(d['keys'])} seed groups, "
+                             f"expected {tuple(self._state.shape)} with {self.groups}")
         self._state.copy_(d["state"])
         self._elapsed.copy_(d["elapsed"])
-        self._key, self._round = int(d["key"]), int(d["round"])
+        self._set_keys([int(k) for k in d["keys"]])
+        self._round.copy_(d["round"])
+
+    def _set_keys(self, keys: list[int]) -> None:
+        self._keys = keys
+        self._keys_t.copy_(torch.tensor([_as_signed(k) for k in keys], dtype=torch.int64))
         if self.backend == "torch":
-            self._key_t.fill_(_as_signed(self._key))
+            self._env_keys.copy_(self._keys_t.repeat_interleave(self.group_size))
 
     # -- API -------------------------------------------------------------------------------
-    def reset(self, seed: int | None = None) -> torch.Tensor:
-        """Reset every env; returns ``obs [N, 4]``. A seed re-keys the RNG (None keeps the
-        current stream going)."""
-        if seed is not None or self._key is None:
-            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-                raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-            self._key = rng.seed_key(seed)
-            self._round = 0
+    def reset(self, seed: int | list[int] | None = None) -> torch.Tensor:
+        """Reset every env; returns ``obs [N, 4]``. A seed (or one seed per group) re-keys the
+        RNG (None keeps the current stream going)."""
+        if seed is not None or self._keys is None:
+            seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed] * self.groups
+            if len(seeds) != self.groups:
+                raise ValueError(f"expected {self.groups} seeds (one per group), got {len(seeds)}")
+            for s in seeds:
+                if s is not None and (isinstance(s, bool) or not isinstance(s, int) or s < 0):
+                    raise ValueError(f"seed must be a non-negative integer or None, got {s!r}")
+            self._set_keys([rng.seed_key(s) for s in seeds])
+            self._round.zero_()
         if self.backend == "numba":
-            self._kernels.reset(self._state.numpy(), self._elapsed.numpy(), np.uint64(self._key), np.uint64(self._round))
-            self._round += 1
+            self._kernels.reset(self._state.numpy(), self._elapsed.numpy(), self._keys_t.numpy().view(np.uint64),
+                                self.group_size, np.uint64(self._round_np[0]))
+            self._round_np[0] += 1
         else:
-            self._key_t.fill_(_as_signed(self._key))
-            self._state.copy_(self._draw_all().T)
+            self._state.copy_(self.draw_resets().T)
             self._elapsed.zero_()
         return self._state.clone().T
 
-    def _next_round(self) -> torch.Tensor:
-        """The device copy of the current draw round (torch backend); advances the counter."""
-        self._round_t.fill_(self._round)
-        self._round += 1
-        return self._round_t
-
-    def _draw_all(self) -> torch.Tensor:
-        """Reset states ``[N, 4]`` of the next draw round for every env (torch backend). Used by
-        ``reset`` and by the Gymnasium adapter's next-step autoreset."""
-        return reset_draw(self._key_t, self._next_round(), self._env_index, self.num_envs, self.dtype)
+    def draw_resets(self) -> torch.Tensor:
+        """Reset states ``[N, 4]`` of the next draw round for every env (torch backend); advances
+        the draw counter. ``reset`` uses it, and so does the Gymnasium adapter's next-step
+        autoreset."""
+        if self.backend != "torch":
+            raise ValueError("draw_resets is available on the torch backend only")
+        draws = reset_draw(self._env_keys, self._round, self._env_index, self.group_size, self.dtype)
+        self._round.add_(1)
+        return draws
 
     def step(self, actions: torch.Tensor) -> StepResult:
         """Apply ``actions [N]`` (integer or bool, 0 = left, 1 = right) to every env."""
         actions = self._check_actions(actions)
         if self.backend == "numba":
             return self._step_numba(actions)
-        result, elapsed = self._step_fn(self.state, self._elapsed, actions, self.max_episode_steps, self._key_t,
-                                        self._next_round(), self._env_index, self._sparse_resets)
+        result, elapsed = self._step_fn(self.state, self._elapsed, actions, self.max_episode_steps, self._env_keys,
+                                        self._round, self._env_index, self._sparse_resets, self.group_size)
+        self._round.add_(1)
         self._state.copy_(result.obs.T)
         self._elapsed.copy_(elapsed)
         return result
@@ -305,8 +338,9 @@ class CartPole:
             actions.numpy(),
             self._elapsed.numpy(),
             self.max_episode_steps,
-            np.uint64(self._key),
-            np.uint64(self._round),
+            self._keys_t.numpy().view(np.uint64),
+            self.group_size,
+            np.uint64(self._round_np[0]),
             self._consts,
             obs.numpy(),
             final_obs.numpy(),
@@ -314,7 +348,7 @@ class CartPole:
             terminated.numpy(),
             truncated.numpy(),
         )
-        self._round += 1
+        self._round_np[0] += 1
         return StepResult(obs.T, reward, terminated, truncated, final_obs.T)
 
     def _check_actions(self, actions) -> torch.Tensor:

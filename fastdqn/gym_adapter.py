@@ -87,7 +87,7 @@ class CartPoleVectorEnv(VectorEnv):
         truncated = elapsed >= self.max_episode_steps
         # Envs that ended on the previous call restart now, ignoring this call's action.
         prev = self._prev_done
-        env.state = torch.where(prev[:, None], env._draw_all(), next_state)
+        env.state = torch.where(prev[:, None], env.draw_resets(), next_state)
         env.elapsed_steps.copy_(elapsed.masked_fill(prev, 0))
         terminated = terminated & ~prev
         truncated = truncated & ~prev

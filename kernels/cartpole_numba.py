@@ -93,14 +93,15 @@ def _uniform_pair(key, k):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def step(state, actions, elapsed, max_steps, key, round_, c, obs, final_obs, reward, terminated, truncated):
+def step(state, actions, elapsed, max_steps, keys, group_size, round_, c, obs, final_obs, reward, terminated, truncated):
     """Advance every env one step in place; finished envs restart from a fresh reset draw.
 
     Layout is struct-of-arrays: state, obs and final_obs are [4, N] (rows x, x_dot, theta,
     theta_dot), so each component streams contiguously and the physics loop vectorises.
     state is read, then overwritten with the post-reset state. actions [N]: 0 = left, anything
     else = right (validate with :func:`count_invalid_actions`). elapsed [N] int32: steps into
-    the episode. key/round_ uint64: RNG key and draw counter. c: :func:`physics_constants`.
+    the episode. keys uint64 [G]: the RNG key of each group of ``group_size`` consecutive envs
+    (G = 1: one key for all); round_ uint64: the draw counter. c: :func:`physics_constants`.
     Outputs: obs/final_obs [4, N], reward/terminated/truncated [N].
 
     Two passes: a branch-free physics pass over all envs, then a reset pass that draws new
@@ -133,10 +134,9 @@ def step(state, actions, elapsed, max_steps, key, round_, c, obs, final_obs, rew
         reward[i] = 1.0
         terminated[i] = (x < -x_t) | (x > x_t) | (theta < -th_t) | (theta > th_t)
         truncated[i] = e >= max_steps
-    base = round_ * np.uint64(n)
     for i in prange(n):
         if terminated[i] | truncated[i]:
-            _draw(state, obs, elapsed, key, base, i)
+            _draw(state, obs, elapsed, keys, group_size, round_, i)
 
 
 def _renamed(fn, name):
@@ -154,8 +154,9 @@ PARALLEL_MIN_ENVS = 4096
 
 
 @njit
-def _draw(state, obs, elapsed, key, base, i):
-    k = (base + np.uint64(i)) * _TWO
+def _draw(state, obs, elapsed, keys, group_size, round_, i):
+    key = keys[i // group_size]
+    k = (round_ * np.uint64(group_size) + np.uint64(i % group_size)) * _TWO
     u0, u1 = _uniform_pair(key, k + _ONE)
     u2, u3 = _uniform_pair(key, k + _TWO)
     state[0, i] = obs[0, i] = u0
@@ -166,11 +167,11 @@ def _draw(state, obs, elapsed, key, base, i):
 
 
 @njit(parallel=True, cache=True)
-def reset(state, elapsed, key, round_):
-    """Fill every env of ``state`` ([4, N]) with reset draw ``round_`` and zero ``elapsed``."""
-    base = round_ * np.uint64(state.shape[1])
+def reset(state, elapsed, keys, group_size, round_):
+    """Fill every env of ``state`` ([4, N]) with reset draw ``round_`` and zero ``elapsed``
+    (``keys``/``group_size`` as in :func:`step`)."""
     for i in prange(state.shape[1]):
-        _draw(state, state, elapsed, key, base, i)
+        _draw(state, state, elapsed, keys, group_size, round_, i)
 
 
 @njit(cache=True)

@@ -506,7 +506,7 @@ def test_dense_and_sparse_reset_paths_agree():
     n = 512
     env = fastdqn.CartPole(n, backend="torch", dtype=torch.float64, seed=11)
     g = torch.Generator().manual_seed(1)
-    key = torch.tensor(_as_signed(env.state_dict()["key"]))  # uint64 bits in an int64
+    key = torch.tensor(_as_signed(env.state_dict()["keys"][0]))  # uint64 bits in an int64
     index = torch.arange(n)
     state, elapsed = env.state.clone(), env.elapsed_steps.clone()
     finished = 0
