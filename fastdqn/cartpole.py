@@ -191,6 +191,9 @@ class CartPole:
     (no Python number changes per step): it can run under ``torch.compile(fullgraph=True)``.
     """
 
+    OBS_DIM = 4
+    N_ACTIONS = 2
+
     def __init__(
         self,
         num_envs: int,
@@ -314,13 +317,18 @@ class CartPole:
         self._round.add_(1)
         return draws
 
-    def step(self, actions: torch.Tensor) -> StepResult:
-        """Apply ``actions [N]`` (integer or bool, 0 = left, 1 = right) to every env."""
-        actions = self._check_actions(actions)
+    def step(self, actions: torch.Tensor, check: bool = True) -> StepResult:
+        """Apply ``actions [N]`` (integer or bool, 0 = left, 1 = right) to every env.
+
+        ``check=False`` skips the validation of ``actions`` (for callers whose actions are valid
+        by construction, such as the trainer: the value check reads the tensor on the host)."""
+        if check:
+            actions = self._check_actions(actions)
         if self.backend == "numba":
             return self._step_numba(actions)
+        sparse = self._sparse_resets and not torch.compiler.is_compiling()  # nonzero() would break a graph
         result, elapsed = self._step_fn(self.state, self._elapsed, actions, self.max_episode_steps, self._env_keys,
-                                        self._round, self._env_index, self._sparse_resets, self.group_size)
+                                        self._round, self._env_index, sparse, self.group_size)
         self._round.add_(1)
         self._state.copy_(result.obs.T)
         self._elapsed.copy_(elapsed)

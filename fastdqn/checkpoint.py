@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 CHECKPOINT = "checkpoint.pt"
+FORMAT = 2  # 2: population engine state (format 1, before populations, is not readable)
 
 
 class CheckpointError(ValueError):
@@ -47,34 +48,42 @@ def load(path, map_location="cpu") -> dict:
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a corrupt file
         why = f"{type(e).__name__} (corrupt, truncated or not a torch file)"
         raise CheckpointError(f"cannot read checkpoint {p}: {why}") from None
-    if not isinstance(obj, dict) or "config" not in obj or "learner" not in obj:
-        raise CheckpointError(f"{p} is not a fastdqn checkpoint (missing config/learner entries)")
+    if not isinstance(obj, dict) or "configs" not in obj or "engine" not in obj:
+        old = isinstance(obj, dict) and "learner" in obj
+        why = "written by fastdqn before populations (format 1); retrain it" if old else "missing configs/engine entries"
+        raise CheckpointError(f"{p} is not a readable fastdqn checkpoint ({why})")
     return obj
 
 
-def load_policy(path, device="cpu"):
-    """Greedy policy of a trained run: ``policy(obs [B, 4] float32) -> actions [B] int64``.
+def load_policy(path, agent: int = 0, device="cpu"):
+    """Greedy policy of agent ``agent`` of a trained run: ``policy(obs [B, obs_dim] float32) ->
+    actions [B] int64``. For a solved agent of a run that stopped when solved, these are the
+    weights that passed the evaluation.
 
     ``path`` is a run directory or checkpoint file. Accepts numpy arrays or torch tensors and
     returns the same kind.
     """
     from fastdqn.config import DQNConfig
-    from fastdqn.learner import QNetwork
+    from fastdqn.learner import MLP
 
     ckpt = load(path)
-    cfg = DQNConfig.from_dict(ckpt["config"])
-    q = QNetwork(4, 2, cfg.hidden).to(device)
-    q.load_state_dict(ckpt["learner"]["q"])
-    q.eval()
+    k = len(ckpt["configs"])
+    if isinstance(agent, bool) or not isinstance(agent, int) or not 0 <= agent < k:
+        raise CheckpointError(f"agent must be an integer in [0, {k - 1}] for this run of {k} agent(s); got {agent!r}")
+    cfg = DQNConfig.from_dict(ckpt["configs"][agent])
+    obs_dim, n_actions = int(ckpt["obs_dim"]), int(ckpt["n_actions"])
+    net = MLP(obs_dim, n_actions, cfg.hidden)
+    layers = net.views(ckpt["engine"]["learner"]["params"][agent:agent + 1].to(device))
 
     @torch.no_grad()
     def policy(obs):
         is_numpy = isinstance(obs, np.ndarray)
         x = torch.as_tensor(obs, dtype=torch.float32, device=device)
-        if x.ndim != 2 or x.shape[1] != 4:
-            raise ValueError(f"observations must have shape [B, 4], got {tuple(x.shape)}")
-        a = q(x).argmax(dim=1)
+        if x.ndim != 2 or x.shape[1] != obs_dim:
+            raise ValueError(f"observations must have shape [B, {obs_dim}], got {tuple(x.shape)}")
+        a = net.forward(layers, x[None])[0][0].argmax(dim=1)
         return a.cpu().numpy() if is_numpy else a
 
     policy.config = cfg
+    policy.agent = agent
     return policy

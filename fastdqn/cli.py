@@ -56,18 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory (default: runs/<env>-<timestamp>); must be new or empty")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint; only "
                    "total_steps, eval_every, stop_when_solved, progress, plot and log_every may be changed")
+    t.add_argument("--population", type=int, default=None, metavar="K",
+                   help="train K agents at once as one batch, agent k with seed SEED+k (default: 1); each stops "
+                        "updating once solved and the run ends when all are")
     add_config_flags(t)
 
     e = sub.add_parser("eval", help="greedy evaluation of a trained agent on Gymnasium's own CartPole")
     e.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     e.add_argument("--episodes", type=int, default=100)
     e.add_argument("--seed", type=int, default=12345, help="reset seed of the first episode (default: 12345)")
+    e.add_argument("--agent", type=int, default=0, help="which agent of a population run (default: 0)")
 
     pl = sub.add_parser("play", help="render the trained agent balancing into a GIF (no display needed)")
     pl.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     pl.add_argument("--gif", default="play.gif", help="output file (default: play.gif)")
     pl.add_argument("--steps", type=int, default=500, help="at most this many frames (default: 500)")
     pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--agent", type=int, default=0, help="which agent of a population run (default: 0)")
 
     b = sub.add_parser("bench-env", help="quick env throughput check (full benchmark: bench/env_throughput.py)")
     b.add_argument("--num-envs", type=int, default=65536)
@@ -86,17 +91,24 @@ def cmd_train(args) -> int:
     if args.resume:
         if args.out and args.out != args.resume:
             raise ValueError("--out and --resume name different directories; resuming writes into the resumed run")
-        if args.preset:
-            raise ValueError("--preset cannot be combined with --resume: the run keeps its own config")
+        if args.preset or args.population is not None:
+            raise ValueError("--preset and --population cannot be combined with --resume: the run keeps its own config")
         cfg = resume_config(args.resume, **overrides)
     else:
         cfg = preset(args.preset or DEFAULT_PRESET).replace(**overrides).validate()
-    result = train(cfg, out=args.resume or args.out, resume=bool(args.resume))
-    status = "solved" if result.solved else "not solved"
+    result = train(cfg, out=args.resume or args.out, resume=bool(args.resume), population=args.population or 1)
     ev = "-" if result.eval_mean_return is None else f"{result.eval_mean_return:.1f}"
-    print(f"{status}: eval mean return {ev} after {result.env_steps:,d} env steps, "
-          f"{result.updates:,d} updates, {result.wall_time_s:.2f} s ({result.env_steps_per_s:,.0f} env steps/s) "
-          f"-> {result.run_dir}")
+    k = len(result.agents)
+    if k == 1:
+        status = "solved" if result.solved else "not solved"
+        print(f"{status}: eval mean return {ev} after {result.env_steps:,d} env steps, "
+              f"{result.updates:,d} updates, {result.wall_time_s:.2f} s ({result.env_steps_per_s:,.0f} env steps/s) "
+              f"-> {result.run_dir}")
+    else:
+        solved = sum(a["solved"] for a in result.agents)
+        print(f"{solved}/{k} agents solved: mean eval return {ev} after {result.env_steps:,d} env steps and "
+              f"{result.updates:,d} updates per agent, {result.wall_time_s:.2f} s "
+              f"({result.env_steps_per_s:,.0f} env steps/s over all agents) -> {result.run_dir}")
     if result.interrupted:
         print(f"interrupted: checkpoint and summary written; continue with: fastdqn train --resume {result.run_dir}")
         return EXIT_INTERRUPTED
@@ -111,9 +123,9 @@ def cmd_eval(args) -> int:
 
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
-    policy = load_policy(args.run)
+    policy = load_policy(args.run, agent=args.agent)
     rets = gymnasium_returns(policy, policy.config.env_id, args.episodes, args.seed)
-    print(f"{policy.config.env_id} (Gymnasium's own env), {args.episodes} episodes: mean return "
+    print(f"agent {args.agent}, {policy.config.env_id} (Gymnasium's own env), {args.episodes} episodes: mean return "
           f"{np.mean(rets):.2f} +- {np.std(rets):.2f} (min {np.min(rets):.0f}, max {np.max(rets):.0f})")
     return 0
 
@@ -124,7 +136,7 @@ def cmd_play(args) -> int:
 
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    policy = load_policy(args.run)
+    policy = load_policy(args.run, agent=args.agent)
     frames, ret = play_gif(policy, args.gif, max_steps=min(args.steps, policy.config.max_episode_steps), seed=args.seed)
     print(f"wrote {args.gif}: {frames} frames, episode return {ret:.0f}")
     return 0

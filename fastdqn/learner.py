@@ -1,8 +1,19 @@
-"""Q-network, Bellman targets and the (optionally compiled) update step."""
+"""Q-networks for a population of K agents, Bellman targets, Adam and the update step.
+
+Every agent's parameters are one row of a flat ``[K, P]`` tensor; a network maps those rows and
+observations ``[K, B, obs_dim]`` to action values ``[K, B, n_actions]``. Two kinds of network
+plug into the same :class:`Learner`:
+
+* :class:`MLP`, the ReLU MLP of the tutorial, with a hand-written backward pass (batched matrix
+  products; on a CPU ~30 % faster than autograd, bench/NOTES.md), and
+* :class:`AutogradQNet`, any ``torch.nn.Module`` (a CNN for Atari, say), run for K agents with
+  ``torch.func.vmap`` over ``functional_call`` and differentiated by autograd.
+"""
 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -11,178 +22,277 @@ from torch import nn
 from fastdqn.replay import Batch
 
 
-class QNetwork(nn.Module):
-    """ReLU MLP from observations ``[B, obs_dim]`` to action values ``[B, n_actions]``."""
+def linear_init(fan_in: int, shape, generator: torch.Generator) -> torch.Tensor:
+    """``torch.nn.Linear``'s default initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from ``generator``."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return (torch.rand(shape, generator=generator) * 2 - 1) * bound
+
+
+class MLP:
+    """ReLU MLP Q-network ``obs_dim -> hidden... -> n_actions`` for K agents at once.
+
+    An agent's row of the flat parameters holds, layer by layer, the weight ``[in, out]``
+    (so a layer is ``x @ W + b``) and the bias ``[out]``.
+    """
 
     def __init__(self, obs_dim: int, n_actions: int, hidden=(64, 64)):
-        super().__init__()
-        sizes = [obs_dim, *hidden, n_actions]
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(sizes[:-1], sizes[1:]))
+        self.obs_dim, self.n_actions = obs_dim, n_actions
+        self.sizes = [obs_dim, *hidden, n_actions]
+        self.num_params = sum(i * o + o for i, o in zip(self.sizes[:-1], self.sizes[1:]))
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_inputs(obs)[0]
+    def init(self, generator: torch.Generator) -> torch.Tensor:
+        """One agent's initial parameters ``[P]`` (as ``nn.Linear`` initialises its layers)."""
+        parts = []
+        for i, o in zip(self.sizes[:-1], self.sizes[1:]):
+            parts += [linear_init(i, (i, o), generator).flatten(), linear_init(i, (o,), generator)]
+        return torch.cat(parts)
 
-    def forward_with_inputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Action values and the input of every layer (what the hand-written backward needs).
+    def views(self, params: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Views ``(W [K, in, out], b [K, 1, out])`` of each layer in ``params [K, P]`` (made once
+        per parameter tensor: they follow its in-place updates)."""
+        k, off, out = params.shape[0], 0, []
+        for i, o in zip(self.sizes[:-1], self.sizes[1:]):
+            w = params[:, off:off + i * o].view(k, i, o)
+            b = params[:, off + i * o:off + i * o + o].view(k, 1, o)
+            out.append((w, b))
+            off += i * o + o
+        return out
 
-        Plain tensor calls rather than nested module calls: the net is tiny, so on a CPU the
-        per-call Python overhead is a visible share of an update.
-        """
+    def forward(self, layers, obs: torch.Tensor, need_grad: bool = False):
+        """Action values ``[K, B, n_actions]`` from :meth:`views` ``layers``, and what
+        :meth:`backward` needs (the input of every layer)."""
         inputs, x = [], obs
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
+        for i, (w, b) in enumerate(layers):
             inputs.append(x)
-            x = torch.addmm(layer.bias, x, layer.weight.t())
-            if i < last:
+            x = torch.baddbmm(b, x, w)
+            if i < len(layers) - 1:
                 x = torch.relu(x)
         return x, inputs
 
+    def backward(self, layers, inputs, g: torch.Tensor) -> torch.Tensor:
+        """Gradient ``[K, P]`` given dL/dQ ``g [K, B, n_actions]`` for the first B rows of the forward.
 
-class Adam:
-    """Adam (Kingma & Ba, no weight decay, no amsgrad) over a fixed list of parameters, one fused
-    kernel per step (``torch._fused_adam_``, the kernel behind ``torch.optim.Adam(fused=True)``).
-
-    Why not ``torch.optim.Adam``: its first ``step``/``zero_grad`` imports ``torch._dynamo``
-    (1.2-2.4 s here, more than the whole training run) and each step spends ~90 us in Python.
-    Same arithmetic: tests compare it with ``torch.optim.Adam`` step by step.
-    """
-
-    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        self.params = list(params)
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
-
-    @torch.no_grad()
-    def step(self, grads: list[torch.Tensor]) -> None:
-        """Apply one Adam step with ``grads`` (one per parameter, same order)."""
-        torch._foreach_add_(self.steps, 1.0)
-        torch._fused_adam_(self.params, grads, self.exp_avg, self.exp_avg_sq, [], self.steps,
-                           lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0, eps=self.eps,
-                           amsgrad=False, maximize=False)
-
-    def state_dict(self) -> dict:
-        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "steps": self.steps}
-
-    def load_state_dict(self, d: dict) -> None:
-        for name in ("exp_avg", "exp_avg_sq", "steps"):
-            for dst, src in zip(getattr(self, name), d[name]):
-                dst.copy_(src)
+        For each layer from the top: ``dW = h^T g``, ``db = sum(g)``, ``g <- (g W^T) * [h > 0]``
+        (h = the layer's input, a ReLU output).
+        """
+        rows = g.shape[1]
+        grads = []
+        for i in range(len(layers) - 1, -1, -1):
+            h = inputs[i][:, :rows]
+            grads += [g.sum(1), torch.bmm(h.mT, g)]  # bias, weight (reversed below)
+            if i > 0:
+                g = torch.bmm(g, layers[i][0].mT).mul_(h > 0)
+        return torch.cat([t.reshape(t.shape[0], -1) for t in grads[::-1]], dim=1)
 
 
-def td_target(rewards, next_q_target, terminated, gamma: float, next_q_online=None):
-    """``r + gamma * (1 - terminated) * Q_target(s', a*)``.
+class AutogradQNet:
+    """Any ``nn.Module`` mapping ``[B, obs_dim]`` to ``[B, n_actions]`` as a population Q-network:
+    ``torch.func.vmap`` over ``functional_call`` runs K parameter rows at once and autograd
+    computes the gradient (no hand-written backward needed)."""
+
+    def __init__(self, module: nn.Module, obs_dim: int, n_actions: int):
+        self.module, self.obs_dim, self.n_actions = module, obs_dim, n_actions
+        self.names = [n for n, _ in module.named_parameters()]
+        self.shapes = [p.shape for _, p in module.named_parameters()]
+        self.num_params = sum(p.numel() for p in module.parameters())
+
+    def init(self, generator: torch.Generator) -> torch.Tensor:
+        """Fresh parameters ``[P]``: the module's own ``reset_parameters``, seeded from ``generator``."""
+        m = copy.deepcopy(self.module)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            for layer in m.modules():
+                if hasattr(layer, "reset_parameters"):
+                    layer.reset_parameters()
+        return torch.cat([p.detach().flatten() for p in m.parameters()])
+
+    def _one(self, flat: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        params, off = {}, 0
+        for name, shape in zip(self.names, self.shapes):
+            size = math.prod(shape)
+            params[name] = flat[off:off + size].view(shape)
+            off += size
+        return torch.func.functional_call(self.module, params, (obs,))
+
+    def views(self, params: torch.Tensor) -> torch.Tensor:
+        return params
+
+    def forward(self, params: torch.Tensor, obs: torch.Tensor, need_grad: bool = False):
+        if not need_grad:
+            return torch.func.vmap(self._one)(params, obs), None
+        leaf = params.detach().requires_grad_(True)
+        with torch.enable_grad():
+            q = torch.func.vmap(self._one)(leaf, obs)
+        return q.detach(), (leaf, q)
+
+    def backward(self, params, cache, g: torch.Tensor) -> torch.Tensor:
+        leaf, q = cache
+        pad = q.shape[1] - g.shape[1]
+        if pad:
+            g = torch.cat([g, g.new_zeros(g.shape[0], pad, g.shape[2])], dim=1)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(q, leaf, grad_outputs=g)
+        return grad
+
+
+def td_target(rewards, next_q_target, terminated, gamma, next_q_online=None):
+    """``r + gamma * (1 - terminated) * Q_target(s', a*)`` over the last (action) dimension.
 
     ``a* = argmax Q_target(s')`` (plain DQN) or ``argmax Q_online(s')`` when ``next_q_online``
-    is given (double DQN). Truncated transitions bootstrap like any non-terminal one: their
-    ``s'`` is the true last observation, not the reset one.
+    is given (double DQN). ``terminated`` is bool or 0/1 float; ``gamma`` a number or a tensor
+    that broadcasts against ``rewards`` (one per agent: ``[K, 1]``). Truncated transitions
+    bootstrap like any non-terminal one: their ``s'`` is the true last observation.
     """
     if next_q_online is None:
-        next_v = next_q_target.max(dim=1).values
+        next_v = next_q_target.max(dim=-1).values
     else:
-        next_v = next_q_target.gather(1, next_q_online.argmax(dim=1, keepdim=True)).squeeze(1)
-    return rewards + gamma * (~terminated).to(rewards.dtype) * next_v
+        next_v = next_q_target.gather(-1, next_q_online.argmax(dim=-1, keepdim=True)).squeeze(-1)
+    not_done = (~terminated).to(rewards.dtype) if terminated.dtype == torch.bool else 1.0 - terminated
+    return rewards + gamma * not_done * next_v
+
+
+class Adam:
+    """Adam (Kingma & Ba; no weight decay, no amsgrad) over a flat ``[K, P]`` parameter tensor
+    with one learning rate per agent (``lr [K, 1]``; 0 freezes an agent exactly).
+
+    Eagerly it is one fused kernel (``torch._fused_adam_``, the kernel behind
+    ``torch.optim.Adam(fused=True)``) that writes the unit-rate step into a scratch tensor, then
+    one ``addcmul`` applies each agent's rate: 4 calls instead of ~17. Under ``torch.compile`` the
+    same formula runs as plain tensor ops (the fused op cannot be functionalised; the compiler fuses
+    the plain ones). Tests compare both with ``torch.optim.Adam`` step by step.
+    """
+
+    def __init__(self, params: torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params = params
+        self.betas, self.eps = betas, eps
+        self.exp_avg = torch.zeros_like(params)
+        self.exp_avg_sq = torch.zeros_like(params)
+        self.step_count = torch.zeros((), dtype=torch.float32, device=params.device)
+        self._delta = torch.zeros_like(params)
+
+    @torch.no_grad()
+    def step(self, grads: torch.Tensor, lr: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        self.step_count.add_(1.0)
+        if torch.compiler.is_compiling():
+            self.exp_avg.lerp_(grads, 1 - b1)
+            self.exp_avg_sq.mul_(b2).addcmul_(grads, grads, value=1 - b2)
+            bc1 = 1 - torch.pow(b1, self.step_count)
+            bc2_sqrt = torch.sqrt(1 - torch.pow(b2, self.step_count))
+            denom = (self.exp_avg_sq.sqrt() / bc2_sqrt).add_(self.eps)
+            self.params.sub_(self.exp_avg / denom * (lr / bc1))
+            return
+        self._delta.zero_()
+        torch._fused_adam_([self._delta], [grads], [self.exp_avg], [self.exp_avg_sq], [], [self.step_count],
+                           lr=1.0, beta1=b1, beta2=b2, weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+        self.params.addcmul_(self._delta, lr)
+
+    def state_dict(self) -> dict:
+        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "step": self.step_count}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.exp_avg.copy_(d["exp_avg"])
+        self.exp_avg_sq.copy_(d["exp_avg_sq"])
+        self.step_count.copy_(d["step"])
+
+
+def _column(values, k: int, device, dtype=torch.float32) -> torch.Tensor:
+    """Per-agent hyperparameter as a ``[K, 1]`` tensor (a number is shared by every agent)."""
+    t = torch.as_tensor(values, dtype=dtype).to(device)
+    return t.expand(k).reshape(k, 1).clone() if t.ndim == 0 else t.reshape(k, 1).clone()
 
 
 class Learner:
-    """Owns the online/target networks and Adam; ``update(batch)`` is one gradient step.
+    """Online/target parameters ``[K, P]`` and Adam for K agents; ``update(batch)`` is one
+    gradient step for every agent at once, then the target update.
 
-    The loss and its gradient are computed by hand in :meth:`loss_and_grads` (a ReLU MLP's
-    backward is a few matrix products). On a CPU the update is overhead-bound, and skipping
-    autograd's graph bookkeeping makes it ~30 % faster (bench/NOTES.md); tests check the
-    gradients against autograd and whole updates against ``torch.optim.Adam``. With
-    ``compile_mode`` other than ``"none"``, ``torch.compile`` wraps ``loss_and_grads``: a plain
-    tensor program with no backward pass, so it compiles as one graph. ``update`` returns the
-    loss as a device tensor (no host sync).
+    Per-agent hyperparameters (``lr``, ``gamma``, ``tau``, ``target_period``, ``grad_clip``) are
+    numbers (shared) or sequences of K. The target moves by ``lerp(target, online, w)`` with
+    ``w = tau`` (Polyak, tau < 1) or ``w = 1`` every ``target_period`` updates (hard copy; lerp
+    with weight 1 is an exact copy); ``target_period`` 0 means no separate target network, i.e.
+    bootstrapping from the online network, which is a copy after every update. Agents marked
+    inactive (:meth:`set_active`) keep their parameters and target exactly. ``update`` returns
+    the per-agent loss ``[K]`` as a device tensor (no host sync).
     """
 
-    def __init__(self, q: QNetwork, *, lr, gamma, loss="huber", double_dqn=True, target_period=100, tau=1.0,
-                 grad_clip=0.0, compile_mode="none"):
-        self.q = q
-        self.gamma = gamma
-        self.double_dqn = double_dqn
-        self.target_period = target_period
-        self.tau = tau
-        self.grad_clip = grad_clip
+    def __init__(self, net, params: torch.Tensor, *, lr, gamma, loss="huber", double_dqn=True, target_period=100,
+                 tau=1.0, grad_clip=0.0):
+        k, dev = params.shape[0], params.device
+        self.net = net
+        self.agents = k
+        self.params = params
+        self.target = params.clone()
+        self.param_views, self.target_views = net.views(self.params), net.views(self.target)
+        self.optimizer = Adam(self.params)
         self.huber = loss == "huber"
-        self.target = copy.deepcopy(q).requires_grad_(False) if target_period > 0 else None
-        self.params = list(q.parameters())  # [W0, b0, W1, b1, ...]
-        self.optimizer = Adam(self.params, lr=lr)
-        self.updates = 0
-        self.compile_mode = compile_mode
-        fn = self.loss_and_grads
-        self._loss_and_grads = fn if compile_mode == "none" else torch.compile(fn, mode=compile_mode)
+        self.double_dqn = double_dqn
+        self.lr = _column(lr, k, dev)
+        self.gamma = _column(gamma, k, dev)
+        self.tau = _column(tau, k, dev)
+        self.polyak = self.tau < 1.0
+        self.period = _column(target_period, k, dev, torch.int64).clamp_(min=1)  # 0: copy after every update
+        self.grad_clip = _column(grad_clip, k, dev)
+        self.clips = bool((self.grad_clip > 0).any())  # fixed by the config: no per-step host read
+        self.active = torch.ones(k, 1, dtype=torch.float32, device=dev)
+        self.lr_active = self.lr.clone()
+        self.updates = torch.zeros((), dtype=torch.int64, device=dev)
+
+    def set_active(self, active: torch.Tensor) -> None:
+        """Agents with ``active[k]`` False stop changing (interval work, not per step)."""
+        self.active.copy_(active.reshape(-1, 1).to(self.active.dtype))
+        self.lr_active.copy_(self.lr * self.active)
 
     @torch.no_grad()
-    def loss_and_grads(self, batch: Batch) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """TD loss on the chosen action's Q (MSE or Huber, mean over the batch) and its gradient
-        with respect to every online-network parameter.
+    def loss_and_grads(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-agent TD loss ``[K]`` on the chosen action's Q (MSE or Huber, mean over the batch)
+        and its gradient ``[K, P]`` with respect to the online parameters.
 
         Targets ``y`` come from :func:`td_target` and are constants. With ``d = Q(s, a) - y``,
-        dL/dQ(s, a) is ``2 d / B`` (MSE) or ``clamp(d, -1, 1) / B`` (Huber, delta 1), zero for
-        the other action; then for each layer from the top, ``dW = g^T h``, ``db = sum(g)``,
-        ``g <- (g W) * [h > 0]`` (h = the layer's input, a ReLU output).
+        dL/dQ(s, a) is ``2 d / B`` (MSE) or ``clamp(d, -1, 1) / B`` (Huber, delta 1), zero for the
+        other actions; the network's backward takes it from there.
         """
-        n = batch.obs.shape[0]
-        double = self.double_dqn and self.target is not None
-        if double or self.target is None:
-            # One forward pass over [obs; next_obs]: cheaper than two on an overhead-bound CPU.
-            q_both, inputs = self.q.forward_with_inputs(torch.cat([batch.obs, batch.next_obs]))
-            q_obs, next_q_online = q_both[:n], q_both[n:]
+        n = batch.obs.shape[1]
+        if self.double_dqn:  # one forward pass over [obs; next_obs]
+            q_both, cache = self.net.forward(self.param_views, torch.cat([batch.obs, batch.next_obs], dim=1), True)
+            q_obs, next_q_online = q_both[:, :n], q_both[:, n:]
         else:
-            q_obs, inputs = self.q.forward_with_inputs(batch.obs)
-            next_q_online = None
-        # No target network (target_period 0): bootstrap from the online net, as the tutorial does.
-        next_q_target = next_q_online if self.target is None else self.target(batch.next_obs)
-        y = td_target(batch.rewards, next_q_target, batch.terminated, self.gamma, next_q_online if double else None)
-        q_sa = q_obs.gather(1, batch.actions[:, None]).squeeze(1)
+            (q_obs, cache), next_q_online = self.net.forward(self.param_views, batch.obs, True), None
+        next_q_target, _ = self.net.forward(self.target_views, batch.next_obs)
+        y = td_target(batch.rewards, next_q_target, batch.terminated, self.gamma, next_q_online)
+        actions = batch.actions[..., None]
+        q_sa = q_obs.gather(2, actions).squeeze(2)
         d = q_sa - y
         if self.huber:
-            loss = F.smooth_l1_loss(q_sa, y)
+            loss = F.smooth_l1_loss(q_sa, y, reduction="none").mean(1)
             dq = d.clamp(-1.0, 1.0) / n
         else:
-            loss = F.mse_loss(q_sa, y)
+            loss = d.square().mean(1)
             dq = d * (2.0 / n)
-        g = torch.zeros_like(q_obs).scatter_(1, batch.actions[:, None], dq[:, None])
-        grads = []
-        for i in range(len(self.q.layers) - 1, -1, -1):
-            h = inputs[i][:n]
-            grads += [g.sum(0), g.t().mm(h)]  # bias, weight (reversed below)
-            if i > 0:
-                g = g.mm(self.q.layers[i].weight).mul_(h > 0)
-        return loss, grads[::-1]
+        g = torch.zeros_like(q_obs).scatter_(2, actions, dq[..., None])
+        return loss, self.net.backward(self.param_views, cache, g)
 
-    def loss(self, batch: Batch) -> torch.Tensor:
-        return self.loss_and_grads(batch)[0]
-
+    @torch.no_grad()
     def update(self, batch: Batch) -> torch.Tensor:
-        """One gradient step on ``batch``, then the target-network update."""
-        loss, grads = self._loss_and_grads(batch)
-        if self.grad_clip > 0:  # as torch.nn.utils.clip_grad_norm_
-            total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-            torch._foreach_mul_(grads, (self.grad_clip / (total + 1e-6)).clamp(max=1.0))
-        self.optimizer.step(grads)
-        self.updates += 1
-        if self.target is not None:
-            with torch.no_grad():
-                if self.tau < 1.0:
-                    torch._foreach_lerp_(list(self.target.parameters()), self.params, self.tau)
-                elif self.updates % self.target_period == 0:
-                    torch._foreach_copy_(list(self.target.parameters()), self.params)
+        """One gradient step on ``batch`` for every agent, then the target-network update."""
+        loss, grads = self.loss_and_grads(batch)
+        if self.clips:  # as torch.nn.utils.clip_grad_norm_, per agent; grad_clip 0 leaves an agent unclipped
+            norm = torch.linalg.vector_norm(grads, dim=1, keepdim=True)
+            scale = torch.where(self.grad_clip > 0, (self.grad_clip / (norm + 1e-6)).clamp(max=1.0), 1.0)
+            grads = grads * scale
+        self.optimizer.step(grads, self.lr_active)
+        self.updates.add_(1)
+        hard = (self.updates % self.period == 0).to(self.tau.dtype)
+        self.target.lerp_(self.params, torch.where(self.polyak, self.tau, hard) * self.active)
         return loss
 
     def state_dict(self) -> dict:
-        return {
-            "q": self.q.state_dict(),
-            "target": self.target.state_dict() if self.target is not None else None,
-            "optimizer": self.optimizer.state_dict(),
-            "updates": self.updates,
-        }
+        return {"params": self.params, "target": self.target, "optimizer": self.optimizer.state_dict(),
+                "updates": self.updates}
 
     def load_state_dict(self, d: dict) -> None:
-        self.q.load_state_dict(d["q"])
-        if self.target is not None and d["target"] is not None:
-            self.target.load_state_dict(d["target"])
+        if tuple(d["params"].shape) != tuple(self.params.shape):
+            raise ValueError(f"parameters have shape {tuple(d['params'].shape)}, expected {tuple(self.params.shape)}")
+        self.params.copy_(d["params"])
+        self.target.copy_(d["target"])
         self.optimizer.load_state_dict(d["optimizer"])
-        self.updates = int(d["updates"])
+        self.updates.copy_(d["updates"])

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import csv
+import statistics
 from pathlib import Path
 
 from fastdqn.config import DQNConfig
 
 
-def read_episodes(run_dir) -> tuple[list[int], list[float]]:
-    steps, rets = [], []
+def read_metrics(run_dir) -> dict[int, list[tuple[int, float]]]:
+    """metrics.csv as ``{agent: [(env_step, mean return of the episodes finished in that flush), ...]}``
+    (flushes in which an agent finished no episode are left out)."""
+    out: dict[int, list[tuple[int, float]]] = {}
     with open(Path(run_dir) / "metrics.csv", newline="") as f:
         for row in csv.DictReader(f):
-            steps.append(int(row["env_step"]))
-            rets.append(float(row["episode_return"]))
-    return steps, rets
+            if row["mean_return"]:
+                out.setdefault(int(row["agent"]), []).append((int(row["env_step"]), float(row["mean_return"])))
+    return out
+
+
+def read_evals(run_dir) -> list[tuple[int, int, float]]:
+    """evals.csv as ``[(env_step, agent, eval_mean_return), ...]``."""
+    with open(Path(run_dir) / "evals.csv", newline="") as f:
+        return [(int(r["env_step"]), int(r["agent"]), float(r["eval_mean_return"])) for r in csv.DictReader(f)]
 
 
 def rolling_mean(xs: list[float], window: int) -> list[float]:
@@ -27,19 +36,61 @@ def rolling_mean(xs: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_learning_curve(run_dir, cfg: DQNConfig, window: int = 100) -> Path:
-    """Per-episode return with a rolling mean, as the tutorial plots it (no display needed)."""
+def quantile(xs: list[float], q: float) -> float:
+    """Linear-interpolated quantile of a non-empty list (numpy's default method)."""
+    s = sorted(xs)
+    pos = q * (len(s) - 1)
+    lo = int(pos)
+    return s[lo] + (s[min(lo + 1, len(s) - 1)] - s[lo]) * (pos - lo)
+
+
+def population_curves(per_agent: dict[int, list[tuple[int, float]]]):
+    """Median, 10th and 90th percentile over agents at each env step at which any agent logged
+    (each agent contributes its latest value at or before that step)."""
+    steps = sorted({s for rows in per_agent.values() for s, _ in rows})
+    latest, cursor = {}, {a: 0 for a in per_agent}
+    med, lo, hi = [], [], []
+    for s in steps:
+        for a, rows in per_agent.items():
+            while cursor[a] < len(rows) and rows[cursor[a]][0] <= s:
+                latest[a] = rows[cursor[a]][1]
+                cursor[a] += 1
+        vals = list(latest.values())
+        med.append(statistics.median(vals))
+        lo.append(quantile(vals, 0.1))
+        hi.append(quantile(vals, 0.9))
+    return steps, med, lo, hi
+
+
+def plot_learning_curve(run_dir, cfg: DQNConfig, agents: int = 1, window: int = 10) -> Path:
+    """Training return against env steps, with the greedy evaluations marked (no display needed).
+
+    One agent: the mean return of the episodes finished in each metrics flush and its rolling
+    mean. A population: the median over agents with the 10th-90th percentile band.
+    """
     from fastdqn.plot import line_chart
 
-    _, rets = read_episodes(run_dir)
-    eps = list(range(1, len(rets) + 1))
+    per_agent = read_metrics(run_dir)
+    evals = read_evals(run_dir)
+    if agents == 1:
+        rows = per_agent.get(0, [])
+        xs, ys = [s for s, _ in rows], [r for _, r in rows]
+        series = [("training return (per flush)", xs, ys, (166, 198, 230), 1),
+                  (f"rolling mean ({window})", xs, rolling_mean(ys, window), (31, 119, 180), 3)]
+        title = f"{cfg.env_id}: training ({cfg.num_envs} envs, seed {cfg.seed})"
+    else:
+        xs, med, lo, hi = population_curves(per_agent)
+        series = [("10th-90th percentile", xs, lo, (166, 198, 230), 1), ("", xs, hi, (166, 198, 230), 1),
+                  (f"median of {agents} agents", xs, med, (31, 119, 180), 3)]
+        title = f"{cfg.env_id}: population of {agents} ({cfg.num_envs} envs each)"
+    eval_steps = sorted({s for s, _, _ in evals})
+    eval_med = [statistics.median([r for s2, _, r in evals if s2 == s]) for s in eval_steps]
+    label = "greedy evaluation" + (" (median)" if agents > 1 else "")
     return line_chart(
-        Path(run_dir) / "learning_curve.png",
-        [("episode return", eps, rets, (166, 198, 230), 1),
-         (f"rolling mean ({window})", eps, rolling_mean(rets, window), (31, 119, 180), 3)],
+        Path(run_dir) / "learning_curve.png", series,
         hlines=[(f"solved ({cfg.solve_threshold:g})", cfg.solve_threshold, (44, 160, 44))],
-        title=f"{cfg.env_id}: training episodes ({cfg.num_envs} envs, seed {cfg.seed})",
-        xlabel="episode", ylabel="return", ylim=(0, cfg.max_episode_steps * 1.05),
+        points=[(label, eval_steps, eval_med, (214, 39, 40))],
+        title=title, xlabel="env steps (per agent)", ylabel="return", ylim=(0, cfg.max_episode_steps * 1.05),
     )
 
 
@@ -48,17 +99,16 @@ def write_tensorboard(run_dir) -> bool:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return False
-    steps, rets = read_episodes(run_dir)
     with SummaryWriter(str(run_dir)) as w:
-        for s, r in zip(steps, rets):
-            w.add_scalar("train/episode_return", r, s)
-        with open(Path(run_dir) / "evals.csv", newline="") as f:
-            for row in csv.DictReader(f):
-                w.add_scalar("eval/mean_return", float(row["eval_mean_return"]), int(row["env_step"]))
+        for agent, rows in read_metrics(run_dir).items():
+            for s, r in rows:
+                w.add_scalar(f"train/mean_return/agent{agent}", r, s)
+        for s, agent, r in read_evals(run_dir):
+            w.add_scalar(f"eval/mean_return/agent{agent}", r, s)
     return True
 
 
-def write_extras(run_dir, cfg: DQNConfig) -> None:
+def write_extras(run_dir, cfg: DQNConfig, agents: int = 1) -> None:
     if cfg.plot:
-        plot_learning_curve(run_dir, cfg)
+        plot_learning_curve(run_dir, cfg, agents)
     write_tensorboard(run_dir)

@@ -34,11 +34,12 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def line_chart(path, series, *, title: str, xlabel: str, ylabel: str, hlines=(), ylim=None) -> Path:
-    """Draw ``series`` = [(label, xs, ys, rgb, width), ...] and dashed ``hlines`` = [(label, y, rgb)]."""
+def line_chart(path, series, *, title: str, xlabel: str, ylabel: str, hlines=(), points=(), ylim=None) -> Path:
+    """Draw ``series`` = [(label, xs, ys, rgb, width), ...], dashed ``hlines`` = [(label, y, rgb)]
+    and markers ``points`` = [(label, xs, ys, rgb)]. A series with an empty label stays out of the legend."""
     from PIL import Image, ImageDraw
 
-    xs_all = [x for _, xs, _, _, _ in series for x in xs] or [0, 1]
+    xs_all = [x for _, xs, _, _, _ in series for x in xs] + [x for _, xs, _, _ in points for x in xs] or [0, 1]
     ys_all = [y for _, _, ys, _, _ in series for y in ys] + [y for _, y, _ in hlines]
     x0, x1 = min(xs_all), max(max(xs_all), min(xs_all) + 1)
     y0, y1 = ylim if ylim else (min(0.0, min(ys_all, default=0.0)), max(ys_all, default=1.0) * 1.05 or 1.0)
@@ -68,11 +69,16 @@ def line_chart(path, series, *, title: str, xlabel: str, ylabel: str, hlines=(),
             d.line(pts, fill=rgb, width=width, joint="curve")
         elif pts:
             d.ellipse([pts[0][0] - 2, pts[0][1] - 2, pts[0][0] + 2, pts[0][1] + 2], fill=rgb)
+    for _, xs, ys, rgb in points:
+        for x, y in zip(xs, ys):
+            cx, cy = px(x, y)
+            d.ellipse([cx - 4, cy - 4, cx + 4, cy + 4], outline=rgb, width=2)
     d.rectangle([LEFT, TOP, LEFT + pw, TOP + ph], outline="black")
     d.text((LEFT + pw / 2, 12), title, fill="black", font=big, anchor="mt")
     d.text((LEFT + pw / 2, HEIGHT - 8), xlabel, fill="black", font=small, anchor="mb")
     d.text((14, TOP + ph / 2), ylabel, fill="black", font=small, anchor="lm")
-    legend = [(label, rgb) for label, _, _, rgb, _ in series] + [(label, rgb) for label, _, rgb in hlines]
+    legend = ([(label, rgb) for label, _, _, rgb, _ in series if label] + [(label, rgb) for label, _, rgb in hlines]
+              + [(label, rgb) for label, _, _, rgb in points])
     for i, (label, rgb) in enumerate(legend):
         y = TOP + 12 + 16 * i
         d.line([(LEFT + 10, y), (LEFT + 30, y)], fill=rgb, width=3)

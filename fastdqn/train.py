@@ -1,9 +1,11 @@
-"""The DQN training loop: ``train(config) -> TrainResult``.
+"""The DQN training loop: ``train(config | configs, population=K) -> TrainResult``.
 
-The loop body in :func:`train` reads top to bottom: act, step, store, sample, update, then the
-interval work (metrics flush, evaluation, checkpoint). Everything per step stays on the device:
-epsilon and counters are host numbers that advance deterministically, episode returns are
-accumulated on the device and copied to the host only at ``log_every`` intervals.
+The hot loop is :meth:`fastdqn.engine.Engine.iteration` (act, step, store, sample, update,
+target update, bookkeeping for all K agents, no host sync). This module drives it and does the
+interval work between iterations: metric flushes (one row per agent every ``log_every`` vector
+steps), greedy evaluations (every agent at once), checkpoints and the run's outputs. An agent
+whose evaluation reaches the env's threshold is solved; with ``stop_when_solved`` it stops
+updating (its policy stays the one that passed) and the run ends when every agent is solved.
 """
 
 from __future__ import annotations
@@ -11,23 +13,20 @@ from __future__ import annotations
 import csv
 import gc
 import json
-import math
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from fastdqn import checkpoint
-from fastdqn.cartpole import CartPole
 from fastdqn.config import ConfigError, DQNConfig
-from fastdqn.learner import Learner, QNetwork
-from fastdqn.replay import ReplayBuffer
+from fastdqn.engine import PER_AGENT_FIELDS, Engine, check_population, population_configs
 
-METRICS_FIELDS = ["env_step", "wall_time_s", "episode_return", "epsilon", "loss", "env_steps_per_s"]
-EVAL_FIELDS = ["env_step", "updates", "wall_time_s", "eval_mean_return", "eval_std_return"]
+METRICS_FIELDS = ["env_step", "agent", "wall_time_s", "episodes", "mean_return", "epsilon", "loss", "env_steps_per_s"]
+EVAL_FIELDS = ["env_step", "agent", "updates", "wall_time_s", "eval_mean_return", "eval_std_return"]
 RESUMABLE_OVERRIDES = {"total_steps", "eval_every", "stop_when_solved", "progress", "plot", "log_every"}
 
 
@@ -37,52 +36,18 @@ class RunDirError(ValueError):
 
 @dataclass
 class TrainResult:
-    solved: bool
-    solved_at_env_step: int | None
-    env_steps: int
-    updates: int
+    solved: bool  # every agent solved
+    solved_at_env_step: int | None  # when the last agent solved (per-agent env steps)
+    env_steps: int  # per agent
+    updates: int  # per agent
     wall_time_s: float
-    eval_mean_return: float | None
+    eval_mean_return: float | None  # mean over agents of each one's last (for a solved agent: passing) evaluation
     eval_std_return: float | None
-    env_steps_per_s: float
-    updates_per_s: float
+    env_steps_per_s: float  # all agents together, over the loop
+    updates_per_s: float  # all agents together, over the loop
     interrupted: bool
     run_dir: str
-
-
-def epsilon(cfg: DQNConfig, env_step: int) -> float:
-    """Exploration rate after ``env_step`` transitions (a host float: no device work)."""
-    if cfg.eps_schedule == "exp":
-        return cfg.eps_end + (cfg.eps_start - cfg.eps_end) * math.exp(-cfg.eps_decay * env_step)
-    span = cfg.eps_decay * cfg.total_steps
-    frac = 1.0 if span <= 0 else min(1.0, env_step / span)
-    return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
-
-
-@torch.no_grad()
-def act(q: QNetwork, obs: torch.Tensor, eps: float, gen: torch.Generator) -> torch.Tensor:
-    """Epsilon-greedy actions for every env at once, drawn on the device."""
-    greedy = q(obs).argmax(dim=1)
-    # One uniform draw per env decides both: explore if u < eps, and then the random action is
-    # u < eps / 2, which is a fair coin given u < eps.
-    u = torch.rand(obs.shape[0], device=obs.device, generator=gen)
-    return torch.where(u < eps, (u < eps / 2).long(), greedy)
-
-
-@torch.no_grad()
-def evaluate(q: QNetwork, env: CartPole) -> torch.Tensor:
-    """Greedy returns of one episode in each of ``env.num_envs`` envs (fresh resets)."""
-    obs = env.reset()
-    returns = torch.zeros(env.num_envs, device=env.device)
-    running = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
-    for t in range(env.max_episode_steps):
-        res = env.step(q(obs).argmax(dim=1))
-        returns += res.reward * running
-        running &= ~(res.terminated | res.truncated)
-        obs = res.obs
-        if t % 50 == 49 and not running.any():  # a host sync every 50 steps, eval only
-            break
-    return returns
+    agents: list[dict] = field(default_factory=list)
 
 
 def resolve_device(cfg: DQNConfig) -> tuple[torch.device, str, str]:
@@ -93,7 +58,9 @@ def resolve_device(cfg: DQNConfig) -> tuple[torch.device, str, str]:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RunDirError("device cuda was requested but torch sees no CUDA GPU; use --device cpu or auto")
     backend = cfg.env_backend if cfg.env_backend != "auto" else ("numba" if device.type == "cpu" else "torch")
-    compile_mode = cfg.compile if cfg.compile != "auto" else ("none" if device.type == "cpu" else "default")
+    # auto: eager everywhere. On a CPU the compile takes longer than a whole run; on an H200 the
+    # compiled update was slower per iteration than eager (3.7 vs 2.4 ms, shared/gpu/README.md).
+    compile_mode = cfg.compile if cfg.compile != "auto" else "none"
     return device, backend, compile_mode
 
 
@@ -106,12 +73,12 @@ def versions() -> dict:
 class Progress:
     """One self-rewriting status line on stderr (only when it is a terminal)."""
 
-    def __init__(self, total: int, enabled: bool):
-        self.total = total
+    def __init__(self, total: int, agents: int, enabled: bool):
+        self.total, self.agents = total, agents
         self.enabled = enabled and sys.stderr.isatty()
         self.last = 0.0
 
-    def update(self, env_steps, sps, recent_return, eps, last_eval=None, force=False):
+    def update(self, env_steps, sps, recent_return, eps, last_eval=None, solved=0, force=False):
         now = time.perf_counter()
         if not self.enabled or (not force and now - self.last < 0.25):
             return
@@ -120,8 +87,9 @@ class Progress:
         bar = "#" * int(24 * frac) + "-" * (24 - int(24 * frac))
         ret = f"{recent_return:6.1f}" if recent_return is not None else "     -"
         ev = f"  eval {last_eval:5.1f}" if last_eval is not None else ""
+        pop = f"  solved {solved}/{self.agents}" if self.agents > 1 else ""
         sys.stderr.write(f"\r[{bar}] {env_steps:>9,d}/{self.total:,d} steps  {sps:>9,.0f} steps/s  "
-                         f"return {ret}  eps {eps:.3f}{ev} ")
+                         f"return {ret}  eps {eps:.3f}{ev}{pop} ")
         sys.stderr.flush()
 
     def close(self):
@@ -140,31 +108,50 @@ def prepare_run_dir(out, resume: bool) -> Path:
     return out
 
 
-def resume_config(out, **overrides) -> DQNConfig:
-    """The config of the run in ``out`` with ``overrides`` (only RESUMABLE_OVERRIDES) applied."""
+def resume_config(out, **overrides) -> list[DQNConfig]:
+    """The agents' configs of the run in ``out`` with ``overrides`` (only RESUMABLE_OVERRIDES) applied to each."""
     bad = sorted(set(overrides) - RESUMABLE_OVERRIDES)
     if bad:
         raise ConfigError(f"{bad[0]} cannot change when resuming; allowed: {', '.join(sorted(RESUMABLE_OVERRIDES))}")
-    return DQNConfig.from_dict({**checkpoint.load(out)["config"], **overrides})
+    return [DQNConfig.from_dict({**d, **overrides}) for d in checkpoint.load(out)["configs"]]
 
 
-def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
-    """Train a DQN agent; writes config, metrics, checkpoint, summary and plot into ``out``.
+def config_json(configs: list[DQNConfig]) -> dict:
+    """config.json: the first agent's config; for a population also each agent's own fields."""
+    d = configs[0].to_dict()
+    if len(configs) > 1:
+        d["population"] = len(configs)
+        d["agents"] = [{f: getattr(c, f) for f in PER_AGENT_FIELDS} for c in configs]
+    return d
 
-    ``resume=True`` continues the run in ``out`` from its checkpoint; ``cfg`` must then equal the
-    run's config except for RESUMABLE_OVERRIDES (build it with :func:`resume_config`).
+
+def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, population: int = 1,
+          net=None) -> TrainResult:
+    """Train one agent, or a population trained as one batch; writes config, metrics, evals,
+    checkpoint, summary and plot into ``out``.
+
+    ``cfg`` is one config (with ``population`` K: K agents, agent k with seed ``cfg.seed + k``)
+    or a list of configs, one per agent, differing only in per-agent fields
+    (:data:`fastdqn.engine.PER_AGENT_FIELDS`). ``resume=True`` continues the run in ``out`` from
+    its checkpoint; the configs must then equal the run's except for RESUMABLE_OVERRIDES (build
+    them with :func:`resume_config`). ``net``: a Q-network object for the engine (default: the
+    configs' MLP).
     """
     t_start = time.perf_counter()
+    configs = check_population(list(cfg) if isinstance(cfg, (list, tuple)) else population_configs(cfg, population))
+    cfg, k = configs[0], len(configs)
     ckpt = None
-    cfg.validate()
     if resume:
         ckpt = checkpoint.load(out)
-        saved = DQNConfig.from_dict(ckpt["config"])
-        changed = [f for f in DQNConfig.__dataclass_fields__ if f not in RESUMABLE_OVERRIDES
-                   and getattr(cfg, f) != getattr(saved, f)]
-        if changed:
-            raise ConfigError(f"{changed[0]} differs from the resumed run's ({getattr(saved, changed[0])!r}); only "
-                              f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change when resuming")
+        saved = [DQNConfig.from_dict(d) for d in ckpt["configs"]]
+        if len(saved) != k:
+            raise ConfigError(f"the resumed run has {len(saved)} agents, not {k}; the population cannot change")
+        for a, b in zip(configs, saved):
+            changed = [f for f in DQNConfig.__dataclass_fields__ if f not in RESUMABLE_OVERRIDES
+                       and getattr(a, f) != getattr(b, f)]
+            if changed:
+                raise ConfigError(f"{changed[0]} differs from the resumed run's ({getattr(b, changed[0])!r}); only "
+                                  f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change when resuming")
     if out is None:  # a fresh directory under runs/, never one that exists
         stem = Path("runs") / time.strftime(f"{cfg.env_id}-%Y%m%d-%H%M%S")
         out = next(p for i in range(1, 10**6) if not (p := stem.with_name(stem.name + (f"-{i}" if i > 1 else ""))).exists())
@@ -172,80 +159,87 @@ def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
     device, backend, compile_mode = resolve_device(cfg)
     if device.type == "cpu" and cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    (run_dir / "config.json").write_text(json.dumps(config_json(configs), indent=2) + "\n")
 
     # --- set-up -------------------------------------------------------------------------
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    n = cfg.num_envs
-    env = CartPole(n, backend=backend, device=device, max_episode_steps=cfg.max_episode_steps, seed=cfg.seed)
-    eval_env = CartPole(cfg.eval_episodes, backend=backend, device=device, max_episode_steps=cfg.max_episode_steps,
-                        seed=cfg.seed + 1_000_003)
-    buffer = ReplayBuffer(cfg.buffer_size, 4, device=device)
-    q = QNetwork(4, 2, cfg.hidden).to(device)
-    learner = Learner(q, lr=cfg.lr, gamma=cfg.gamma, loss=cfg.loss, double_dqn=cfg.double_dqn,
-                      target_period=cfg.target_period, tau=cfg.tau, grad_clip=cfg.grad_clip, compile_mode=compile_mode)
-    env_steps, evals, solved_at, prior_wall = 0, [], None, 0.0
+    engine = Engine(configs, device=device, backend=backend, net=net)
+    if compile_mode != "none":
+        engine.iteration_fn = torch.compile(engine.iteration, mode=compile_mode, fullgraph=backend == "torch")
+    agents = [{"agent": i, "seed": c.seed, "solved": False, "solved_at_env_step": None, "updates_at_solve": None,
+               "eval_mean_return": None, "eval_std_return": None, **{f: getattr(c, f) for f in PER_AGENT_FIELDS}}
+              for i, c in enumerate(configs)]
+    evals, prior_wall = [], 0.0
     if ckpt is not None:
-        learner.load_state_dict(ckpt["learner"])
-        buffer.load_state_dict(ckpt["replay"])
-        gen.set_state(ckpt["generator"])
-        env_steps, prior_wall = int(ckpt["env_steps"]), float(ckpt["wall_time_s"])
-        evals, solved_at = list(ckpt["evals"]), ckpt["solved_at_env_step"]
+        engine.load_state_dict(ckpt["engine"])
+        agents, evals, prior_wall = ckpt["agents"], list(ckpt["evals"]), float(ckpt["wall_time_s"])
+    freeze = cfg.stop_when_solved
+    engine.set_active([not (a["solved"] and freeze) for a in agents])
     metrics_file = open(run_dir / "metrics.csv", "a", newline="")
     metrics = csv.writer(metrics_file)
     if metrics_file.tell() == 0:
         metrics.writerow(METRICS_FIELDS)
 
-    # device-side episode bookkeeping, copied to the host every log_every steps
-    ep_return = torch.zeros(n, device=device)
-    pending_ret = torch.zeros(cfg.log_every, n, device=device)
-    pending_done = torch.zeros(cfg.log_every, n, dtype=torch.bool, device=device)
-    recent, last_loss, k = [], torch.zeros((), device=device), 0
-    progress = Progress(cfg.total_steps, cfg.progress)
-    next_eval = (env_steps // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
-    loop_start, loop_steps0, updates0 = time.perf_counter(), env_steps, learner.updates
-    solved = solved_at is not None
+    n = cfg.num_envs
+    recent: list[float] = []
+    progress = Progress(cfg.total_steps, k, cfg.progress)
+    next_eval = (engine.host_env_steps // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
+    loop_start, loop_steps0, updates0 = time.perf_counter(), engine.host_env_steps, engine.host_updates
+    since_flush = 0
     interrupted = False
 
+    def n_solved():
+        return sum(a["solved"] for a in agents)
+
     def flush(final=False):
-        nonlocal k
-        if k == 0 and not final:
+        nonlocal since_flush
+        if since_flush == 0 and not final:
             return
-        done = pending_done[:k].cpu()
-        rets = pending_ret[:k].cpu()
+        since_flush = 0
+        m = engine.read_metrics()
+        steps = engine.host_env_steps
         elapsed = time.perf_counter() - loop_start
-        sps = (env_steps - loop_steps0) / max(elapsed, 1e-9)
-        eps_now, loss_now = epsilon(cfg, env_steps), float(last_loss)
-        first_step = env_steps - k * n
-        for row, col in done.nonzero().tolist():
-            r = float(rets[row, col])
-            recent.append(r)
-            metrics.writerow([first_step + (row + 1) * n, f"{prior_wall + elapsed:.3f}", r, f"{eps_now:.4f}",
-                              f"{loss_now:.5g}", f"{sps:.0f}"])
-        del recent[:-100]
-        k = 0
-        progress.update(env_steps, sps, sum(recent) / len(recent) if recent else None, eps_now,
-                        evals[-1]["eval_mean_return"] if evals else None, force=final)
+        sps = (steps - loop_steps0) * k / max(elapsed, 1e-9)
+        wall = f"{prior_wall + elapsed:.3f}"
+        means = []
+        for i in range(k):
+            eps_i, loss_i, count = m["epsilon"][i], m["loss"][i], m["episodes"][i]
+            mean = m["return_sum"][i] / count if count else None
+            if mean is not None:
+                means.append(mean)
+            metrics.writerow([steps, i, wall, int(count), "" if mean is None else f"{mean:.2f}", f"{eps_i:.4f}",
+                              f"{loss_i:.5g}", f"{sps:.0f}"])
+        if means:
+            recent[:] = [sum(means) / len(means)]
+        last_eval = [a["eval_mean_return"] for a in agents if a["eval_mean_return"] is not None]
+        progress.update(steps, sps, recent[0] if recent else None, sum(m["epsilon"]) / k,
+                        sum(last_eval) / len(last_eval) if last_eval else None, n_solved(), force=final)
 
     def run_eval():
-        nonlocal solved, solved_at
-        rets = evaluate(q, eval_env)
-        mean, std = rets.mean().item(), rets.std(unbiased=False).item()
-        evals.append({"env_step": env_steps, "updates": learner.updates,
-                      "wall_time_s": prior_wall + time.perf_counter() - t_start,
-                      "eval_mean_return": mean, "eval_std_return": std})
-        if mean >= cfg.solve_threshold and not solved:
-            solved, solved_at = True, env_steps
+        live = [i for i, a in enumerate(agents) if not (a["solved"] and freeze)]
+        if not live:
+            return
+        rets = engine.evaluate().cpu()
+        mean, std = rets.mean(1).tolist(), rets.std(1, unbiased=False).tolist()
+        wall = prior_wall + time.perf_counter() - t_start
+        newly = []
+        for i in live:
+            a = agents[i]
+            evals.append({"env_step": engine.host_env_steps, "agent": i, "updates": engine.host_updates,
+                          "wall_time_s": wall, "eval_mean_return": mean[i], "eval_std_return": std[i]})
+            a["eval_mean_return"], a["eval_std_return"] = mean[i], std[i]
+            if mean[i] >= cfg.solve_threshold and not a["solved"]:
+                a.update(solved=True, solved_at_env_step=engine.host_env_steps, updates_at_solve=engine.host_updates)
+                newly.append(i)
+        if newly and freeze:
+            engine.set_active([not a["solved"] for a in agents])
 
     def save_checkpoint():
         flush()  # the metrics on disk match the checkpoint
         metrics_file.flush()
         checkpoint.save({
-            "config": cfg.to_dict(), "learner": learner.state_dict(), "replay": buffer.state_dict(),
-            "generator": gen.get_state(), "env_steps": env_steps, "evals": evals, "solved_at_env_step": solved_at,
-            "wall_time_s": prior_wall + time.perf_counter() - t_start,
-            "env": env.state_dict(), "obs": obs, "ep_return": ep_return,
+            "format": checkpoint.FORMAT, "configs": [c.to_dict() for c in configs], "engine": engine.state_dict(),
+            "agents": agents, "evals": evals, "wall_time_s": prior_wall + time.perf_counter() - t_start,
+            "obs_dim": engine.obs_dim, "n_actions": engine.n_actions,
         }, run_dir / checkpoint.CHECKPOINT)
 
     # --- the loop -----------------------------------------------------------------------
@@ -253,34 +247,15 @@ def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
     # cyclic garbage collector while it runs (~5 % of loop time), restore it after.
     gc_was_enabled = gc.isenabled()
     gc.disable()
-    if ckpt is None:
-        obs = env.reset()
-    else:  # continue the running episodes exactly where they were
-        env.load_state_dict(ckpt["env"])
-        obs = ckpt["obs"].to(device)
-        ep_return.copy_(ckpt["ep_return"])
     try:
-        while env_steps < cfg.total_steps and not (solved and cfg.stop_when_solved):
-            eps = epsilon(cfg, env_steps)
-            actions = act(q, obs, eps, gen)  # act
-            res = env.step(actions)  # step
-            buffer.add(obs, actions, res.reward, res.final_obs, res.terminated, res.truncated)  # store
-            obs = res.obs
-            env_steps += n
-            done = res.terminated | res.truncated
-            ep_return += res.reward
-            pending_ret[k].copy_(ep_return)
-            pending_done[k].copy_(done)
-            ep_return.masked_fill_(done, 0.0)
-            k += 1
-            if env_steps >= cfg.learning_starts and (env_steps // n) % cfg.train_frequency == 0:
-                for _ in range(cfg.gradient_steps):
-                    last_loss = learner.update(buffer.sample(cfg.batch_size, gen))  # sample, update
-            if k == cfg.log_every:
+        while engine.host_env_steps < cfg.total_steps and not (freeze and n_solved() == k):
+            engine.step()  # act, step, store, sample, update: every agent, no host sync
+            since_flush += 1
+            if since_flush == cfg.log_every:
                 flush()
-            if next_eval is not None and env_steps >= next_eval:
+            if next_eval is not None and engine.host_env_steps >= next_eval:
                 next_eval += cfg.eval_every
-                if env_steps >= cfg.learning_starts:
+                if engine.host_env_steps >= cfg.learning_starts:
                     run_eval()
                     save_checkpoint()
     except KeyboardInterrupt:
@@ -289,7 +264,7 @@ def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
         if gc_was_enabled:
             gc.enable()
     loop_time = time.perf_counter() - loop_start
-    if not interrupted and (not evals or evals[-1]["env_step"] != env_steps):
+    if not interrupted and (not evals or evals[-1]["env_step"] != engine.host_env_steps):
         run_eval()
     flush(final=True)
     progress.close()
@@ -298,23 +273,28 @@ def train(cfg: DQNConfig, out=None, resume: bool = False) -> TrainResult:
 
     # --- outputs ------------------------------------------------------------------------
     wall = prior_wall + time.perf_counter() - t_start
-    last = evals[-1] if evals else {}
+    finals = [a for a in agents if a["eval_mean_return"] is not None]
+    solved_all = n_solved() == k
     result = TrainResult(
-        solved=solved, solved_at_env_step=solved_at, env_steps=env_steps, updates=learner.updates,
-        wall_time_s=wall, eval_mean_return=last.get("eval_mean_return"), eval_std_return=last.get("eval_std_return"),
-        env_steps_per_s=(env_steps - loop_steps0) / max(loop_time, 1e-9),
-        updates_per_s=(learner.updates - updates0) / max(loop_time, 1e-9), interrupted=interrupted,
-        run_dir=str(run_dir),
+        solved=solved_all,
+        solved_at_env_step=max(a["solved_at_env_step"] for a in agents) if solved_all else None,
+        env_steps=engine.host_env_steps, updates=engine.host_updates, wall_time_s=wall,
+        eval_mean_return=sum(a["eval_mean_return"] for a in finals) / len(finals) if finals else None,
+        eval_std_return=(sum(a["eval_std_return"] for a in finals) / len(finals)) if finals else None,
+        env_steps_per_s=(engine.host_env_steps - loop_steps0) * k / max(loop_time, 1e-9),
+        updates_per_s=(engine.host_updates - updates0) * k / max(loop_time, 1e-9), interrupted=interrupted,
+        run_dir=str(run_dir), agents=agents,
     )
     with open(run_dir / "evals.csv", "w", newline="") as f:
         w = csv.DictWriter(f, EVAL_FIELDS)
         w.writeheader()
         w.writerows(evals)
-    summary = {**asdict(result), "device": str(device), "env_backend": backend, "compile": compile_mode,
-               "versions": versions(), "seed": cfg.seed, "env_id": cfg.env_id,
-               "solve_threshold": cfg.solve_threshold}
+    summary = {**asdict(result), "population": k, "agents_solved": n_solved(), "device": str(device),
+               "env_backend": backend, "compile": compile_mode, "versions": versions(), "seed": cfg.seed,
+               "env_id": cfg.env_id, "solve_threshold": cfg.solve_threshold}
+    summary["agents"] = summary.pop("agents")  # last: it is the long part
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     from fastdqn.outputs import write_extras
 
-    write_extras(run_dir, cfg)
+    write_extras(run_dir, cfg, k)
     return result

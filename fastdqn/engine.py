@@ -1,0 +1,237 @@
+"""The training engine: a population of K agents as explicit device state and one sync-free iteration.
+
+Everything the loop changes lives in preallocated tensors on the training device, with the agent
+as the leading dimension: envs ``[K, N]``, replay ``[K, C]``, parameters ``[K, P]`` and Adam
+moments, per-agent hyperparameters ``[K, 1]``, RNG keys ``[K]``, running episode returns, and
+the env-step, update and draw counters. :meth:`Engine.iteration` is one function of that state
+-- act, step, store, sample, update, target update, episode bookkeeping -- with no host sync and
+no data-dependent Python branch, so it runs eagerly, under ``torch.compile(fullgraph=True)``
+(torch env backend) or, on a GPU, captured whole. The only Python input is whether this
+iteration learns, fixed by the iteration count and the config (``learning_starts``,
+``train_frequency``), never by data. Interval work (metrics, evaluation, checkpoints) reads the
+state back between iterations: :meth:`Engine.read_metrics`, :meth:`Engine.evaluate`,
+:meth:`Engine.state_dict`.
+
+Randomness is counter-based (SplitMix64 of agent key, iteration, column), as the env resets
+are: agent k draws the same numbers whatever the population around it, so agent k of a
+population learns what a single run with its seed and hyperparameters learns, and resuming
+from a checkpoint continues the exact stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from fastdqn.cartpole import _GOLDEN, CartPole, _as_signed, _lsr, _mix64
+from fastdqn.config import ConfigError, DQNConfig
+from fastdqn.kernels import rng
+from fastdqn.learner import MLP, Learner
+from fastdqn.replay import ReplayBuffer
+
+# Fields that may differ between the agents of one population (applied as [K] tensors).
+PER_AGENT_FIELDS = ("seed", "lr", "gamma", "eps_start", "eps_end", "eps_decay", "tau", "target_period", "grad_clip")
+EVAL_SEED_OFFSET = 1_000_003  # eval envs of agent k reset from seed_k + this
+_STREAM = 0x5DEECE66D  # separates the exploration/sampling stream from the env-reset stream
+
+
+def population_configs(cfg: DQNConfig, population: int) -> list[DQNConfig]:
+    """``population`` copies of ``cfg``; agent k gets seed ``cfg.seed + k``."""
+    if isinstance(population, bool) or not isinstance(population, int) or population < 1:
+        raise ConfigError(f"population must be an integer >= 1; got {population!r}")
+    return [cfg.replace(seed=cfg.seed + k) for k in range(population)]
+
+
+def check_population(configs) -> list[DQNConfig]:
+    """Validate each config and check that they differ only in :data:`PER_AGENT_FIELDS`."""
+    configs = list(configs)
+    if not configs:
+        raise ConfigError("a population needs at least one config")
+    for c in configs:
+        c.validate()
+    first = configs[0]
+    for f in dataclasses.fields(DQNConfig):
+        if f.name in PER_AGENT_FIELDS:
+            continue
+        for k, c in enumerate(configs[1:], 1):
+            if getattr(c, f.name) != getattr(first, f.name):
+                raise ConfigError(f"{f.name} differs between agents (agent 0: {getattr(first, f.name)!r}, agent {k}: "
+                                  f"{getattr(c, f.name)!r}); only {', '.join(PER_AGENT_FIELDS)} may differ in a population")
+    return configs
+
+
+def stream_key(seed: int) -> int:
+    """The key of an agent's exploration and replay-sampling stream."""
+    return rng.splitmix64(rng.seed_key(seed) ^ _STREAM)
+
+
+class Engine:
+    """K agents' complete training state on ``device`` and the iteration that advances it.
+
+    ``configs`` (one per agent) must differ only in :data:`PER_AGENT_FIELDS`. ``backend`` is the
+    env backend ("numba": CPU kernel, eager only; "torch": any device, compilable). ``net`` is
+    the Q-network (default: the configs' :class:`~fastdqn.learner.MLP`); any object with the
+    same ``init/forward/backward`` interface works, e.g. :class:`~fastdqn.learner.AutogradQNet`.
+    """
+
+    def __init__(self, configs, device="cpu", backend="torch", net=None):
+        configs = check_population(configs)
+        cfg = configs[0]
+        self.configs, self.cfg = configs, cfg
+        self.device = device = torch.device(device)
+        k, n = len(configs), cfg.num_envs
+        self.agents, self.num_envs = k, n
+        seeds = [c.seed for c in configs]
+        self.env = CartPole(k * n, backend=backend, device=device, max_episode_steps=cfg.max_episode_steps, seed=seeds)
+        self.eval_env = CartPole(k * cfg.eval_episodes, backend=backend, device=device,
+                                 max_episode_steps=cfg.max_episode_steps, seed=[s + EVAL_SEED_OFFSET for s in seeds])
+        self.obs_dim, self.n_actions = CartPole.OBS_DIM, CartPole.N_ACTIONS
+        self.net = net if net is not None else MLP(self.obs_dim, self.n_actions, cfg.hidden)
+        params = torch.stack([self.net.init(torch.Generator().manual_seed(s)) for s in seeds]).to(device)
+        per = {f: [getattr(c, f) for c in configs] for f in PER_AGENT_FIELDS}
+        self.learner = Learner(self.net, params, lr=per["lr"], gamma=per["gamma"], loss=cfg.loss,
+                               double_dqn=cfg.double_dqn, target_period=per["target_period"], tau=per["tau"],
+                               grad_clip=per["grad_clip"])
+        self.replay = ReplayBuffer(cfg.buffer_size, self.obs_dim, agents=k, device=device)
+
+        def column(values):
+            return torch.tensor(values, dtype=torch.float32, device=device).reshape(k, 1)
+
+        # Exploration schedule. exp: end + (start - end) exp(-decay t). linear: start + min(1, t /
+        # span) (end - start), span = eps_decay * total_steps as set when the run began (resuming
+        # with a larger budget does not stretch it); span 0 means epsilon is `end` from the start.
+        linear = cfg.eps_schedule == "linear"
+        span = [c.eps_decay * c.total_steps for c in configs]
+        self.eps_start = column([c.eps_end if linear and s <= 0 else c.eps_start for c, s in zip(configs, span)])
+        self.eps_end = column(per["eps_end"])
+        self.eps_rate = column([-c.eps_decay for c in configs] if not linear else [1 / s if s > 0 else 0.0 for s in span])
+        self.keys = torch.tensor([_as_signed(stream_key(s)) for s in seeds], dtype=torch.int64, device=device)
+        self.width = n + cfg.gradient_steps * cfg.batch_size  # random draws per learning iteration
+        self._columns = torch.arange(self.width, device=device) * _GOLDEN
+        self._row_stride = _as_signed((self.width * rng.GOLDEN) & rng.MASK64)
+
+        # counters and running episodes (device); host mirrors only for loop control
+        self.env_steps = torch.zeros((), dtype=torch.int64, device=device)
+        self.draws = torch.zeros((), dtype=torch.int64, device=device)  # iterations run: the RNG counter
+        self.obs = self.env.reset().reshape(k, n, self.obs_dim)
+        self.ep_return = torch.zeros(k, n, device=device)
+        self.finished = torch.zeros(k, device=device)  # episodes finished since the last read_metrics
+        self.finished_return = torch.zeros(k, device=device)  # their summed returns
+        self.last_loss = torch.zeros(k, device=device)
+        self.host_env_steps = 0
+        self.host_iterations = 0
+        self.host_updates = 0
+        self.iteration_fn = self.iteration
+
+    # -- the iteration ---------------------------------------------------------------------
+    def epsilon(self) -> torch.Tensor:
+        """Each agent's exploration rate ``[K, 1]`` at the current env step (device)."""
+        t = self.env_steps.to(torch.float32)
+        if self.cfg.eps_schedule == "exp":
+            return torch.addcmul(self.eps_end, self.eps_start - self.eps_end, torch.exp(self.eps_rate * t))
+        return torch.addcmul(self.eps_start, self.eps_end - self.eps_start, (self.eps_rate * t).clamp_(max=1.0))
+
+    def random_bits(self, width: int) -> torch.Tensor:
+        """This iteration's ``[K, width]`` random 64-bit words (as int64), one stream per agent."""
+        z = self.keys[:, None] + (self.draws * self._row_stride + self._columns[:width])
+        return _mix64(z)
+
+    def iteration(self, learn: bool) -> torch.Tensor:
+        """Advance every agent one vector step (and, if ``learn``, ``gradient_steps`` updates).
+        Returns the per-agent loss of the last update (device tensor; zeros before learning)."""
+        cfg, k, n = self.cfg, self.agents, self.num_envs
+        bits = self.random_bits(self.width if learn else n)
+        # act: epsilon-greedy; u < eps explores, and then u / eps is uniform in [0, 1)
+        u = _lsr(bits[:, :n], 40).to(torch.float32) * (2.0**-24)
+        eps = self.epsilon()
+        greedy = self.net.forward(self.learner.param_views, self.obs)[0].argmax(dim=2)
+        explore = (u * (self.n_actions / eps.clamp(min=1e-30))).clamp_(max=self.n_actions - 1).long()
+        actions = torch.where(u < eps, explore, greedy)
+        # step
+        res = self.env.step(actions.view(-1), check=False)
+        reward = res.reward.view(k, n)
+        terminated, truncated = res.terminated.view(k, n), res.truncated.view(k, n)
+        # store
+        self.replay.add(self.obs, actions, reward, res.final_obs.reshape(k, n, self.obs_dim), terminated, truncated)
+        self.obs.copy_(res.obs.reshape(k, n, self.obs_dim))
+        # episode bookkeeping
+        done = terminated | truncated
+        self.ep_return.add_(reward)
+        self.finished.add_(done.sum(1))
+        self.finished_return.add_((self.ep_return * done).sum(1))
+        self.ep_return.masked_fill_(done, 0.0)
+        self.env_steps.add_(n)
+        self.draws.add_(1)
+        # sample, update (and target update)
+        if learn:
+            for g in range(cfg.gradient_steps):
+                lo = n + g * cfg.batch_size
+                batch = self.replay.sample(_lsr(bits[:, lo:lo + cfg.batch_size], 32))
+                self.last_loss.copy_(self.learner.update(batch))
+        return self.last_loss
+
+    def learns_next(self) -> bool:
+        """Whether the next iteration updates (from host counters that advance deterministically)."""
+        steps = self.host_env_steps + self.num_envs
+        return steps >= self.cfg.learning_starts and (self.host_iterations + 1) % self.cfg.train_frequency == 0
+
+    def step(self) -> None:
+        """Run one iteration (through ``iteration_fn``, which may be compiled) and advance the host mirrors."""
+        learn = self.learns_next()
+        self.iteration_fn(learn)
+        self.host_env_steps += self.num_envs
+        self.host_iterations += 1
+        if learn:
+            self.host_updates += self.cfg.gradient_steps
+
+    # -- interval work (host reads) ----------------------------------------------------------
+    def read_metrics(self) -> dict:
+        """Per-agent episodes finished and their summed return since the last call, the last
+        loss and epsilon (one device-to-host copy), then clears the episode accumulators."""
+        packed = torch.stack([self.finished, self.finished_return, self.last_loss, self.epsilon()[:, 0]]).cpu()
+        self.finished.zero_()
+        self.finished_return.zero_()
+        return {"episodes": packed[0].tolist(), "return_sum": packed[1].tolist(), "loss": packed[2].tolist(),
+                "epsilon": packed[3].tolist()}
+
+    def set_active(self, active) -> None:
+        self.learner.set_active(torch.as_tensor(active, dtype=torch.bool).to(self.device))
+
+    @torch.no_grad()
+    def evaluate(self) -> torch.Tensor:
+        """Greedy returns ``[K, eval_episodes]``: one episode in each eval env, fresh resets."""
+        k, e = self.agents, self.cfg.eval_episodes
+        env = self.eval_env
+        obs = env.reset().reshape(k, e, self.obs_dim)
+        returns = torch.zeros(k, e, device=self.device)
+        running = torch.ones(k, e, dtype=torch.bool, device=self.device)
+        for t in range(env.max_episode_steps):
+            actions = self.net.forward(self.learner.param_views, obs)[0].argmax(dim=2)
+            res = env.step(actions.view(-1), check=False)
+            returns += res.reward.view(k, e) * running
+            running &= ~(res.terminated | res.truncated).view(k, e)
+            obs = res.obs.reshape(k, e, self.obs_dim)
+            if t % 50 == 49 and not running.any():  # a host sync every 50 steps, eval only
+                break
+        return returns
+
+    def state_dict(self) -> dict:
+        return {
+            "learner": self.learner.state_dict(), "replay": self.replay.state_dict(), "env": self.env.state_dict(),
+            "eval_env": self.eval_env.state_dict(), "obs": self.obs, "ep_return": self.ep_return,
+            "finished": self.finished, "finished_return": self.finished_return, "last_loss": self.last_loss,
+            "env_steps": self.env_steps, "draws": self.draws, "eps_start": self.eps_start, "eps_rate": self.eps_rate, "active": self.learner.active,
+            "host": {"env_steps": self.host_env_steps, "iterations": self.host_iterations, "updates": self.host_updates},
+        }
+
+    def load_state_dict(self, d: dict) -> None:
+        self.learner.load_state_dict(d["learner"])
+        self.replay.load_state_dict(d["replay"])
+        self.env.load_state_dict(d["env"])
+        self.eval_env.load_state_dict(d["eval_env"])
+        for name in ("obs", "ep_return", "finished", "finished_return", "last_loss", "env_steps", "draws", "eps_start", "eps_rate"):
+            getattr(self, name).copy_(d[name])
+        self.learner.set_active(d["active"].bool())
+        h = d["host"]
+        self.host_env_steps, self.host_iterations, self.host_updates = h["env_steps"], h["iterations"], h["updates"]
