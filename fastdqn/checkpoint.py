@@ -73,7 +73,7 @@ def load_policy(path, agent: int = 0, device="cpu"):
     cfg = DQNConfig.from_dict(ckpt["configs"][agent])
     obs_dim, n_actions = int(ckpt["obs_dim"]), int(ckpt["n_actions"])
     net = MLP(obs_dim, n_actions, cfg.hidden)
-    layers = net.views(ckpt["engine"]["learner"]["params"][agent:agent + 1].to(device))
+    layers = net.views(ckpt["policies"][agent:agent + 1].to(device))
 
     @torch.no_grad()
     def policy(obs):

@@ -64,7 +64,8 @@ class DQNConfig:
     device: str = _f("auto", "auto (cuda if available), cpu or cuda")
     compile: str = _f("auto", "torch.compile mode for the update step: none, default, reduce-overhead, max-autotune; "
                       "auto = none on CPU (compile time exceeds the whole run), default on CUDA")
-    torch_threads: int = _f(1, "torch intra-op threads on CPU (0 = torch's default); small nets run best on 1")
+    torch_threads: int = _f(0, "torch intra-op threads on CPU; 0 = auto: 1 for a single agent (its small matrix "
+                            "products run best on one), all cores for a population")
     seed: int = _f(0, "seed for network init, exploration, sampling and env resets")
     log_every: int = _f(100, "vector steps between metric flushes and progress-bar refreshes")
     progress: bool = _f(True, "show a live progress bar on stderr (only when it is a terminal)")

@@ -81,7 +81,7 @@ class MLP:
             h = inputs[i][:, :rows]
             grads += [g.sum(1), torch.bmm(h.mT, g)]  # bias, weight (reversed below)
             if i > 0:
-                g = torch.bmm(g, layers[i][0].mT).mul_(h > 0)
+                g = torch.ops.aten.threshold_backward(torch.bmm(g, layers[i][0].mT), h, 0.0)  # g * [h > 0]
         return torch.cat([t.reshape(t.shape[0], -1) for t in grads[::-1]], dim=1)
 
 

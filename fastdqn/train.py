@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import gc
 import json
+import os
 import platform
 import sys
 import time
@@ -157,34 +158,42 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
         out = next(p for i in range(1, 10**6) if not (p := stem.with_name(stem.name + (f"-{i}" if i > 1 else ""))).exists())
     run_dir = prepare_run_dir(out, resume)
     device, backend, compile_mode = resolve_device(cfg)
-    if device.type == "cpu" and cfg.torch_threads > 0:
-        torch.set_num_threads(cfg.torch_threads)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.torch_threads or (1 if k == 1 else len(os.sched_getaffinity(0))))
     (run_dir / "config.json").write_text(json.dumps(config_json(configs), indent=2) + "\n")
 
     # --- set-up -------------------------------------------------------------------------
-    engine = Engine(configs, device=device, backend=backend, net=net)
-    if compile_mode != "none":
-        engine.iteration_fn = torch.compile(engine.iteration, mode=compile_mode, fullgraph=backend == "torch")
+    # The engine holds the agents still training (`alive`, by agent number); with
+    # stop_when_solved a solved agent leaves it (its parameters go to `policies`, [K, P] on the host).
+    def compiled(e: Engine) -> Engine:
+        if compile_mode != "none":
+            e.iteration_fn = torch.compile(e.iteration, mode=compile_mode, fullgraph=backend == "torch")
+        return e
+
     agents = [{"agent": i, "seed": c.seed, "solved": False, "solved_at_env_step": None, "updates_at_solve": None,
                "eval_mean_return": None, "eval_std_return": None, **{f: getattr(c, f) for f in PER_AGENT_FIELDS}}
               for i, c in enumerate(configs)]
-    evals, prior_wall = [], 0.0
+    evals, prior_wall, alive = [], 0.0, list(range(k))
+    if ckpt is not None:
+        agents, evals, prior_wall = ckpt["agents"], list(ckpt["evals"]), float(ckpt["wall_time_s"])
+        alive = list(ckpt["alive"])
+    engine = Engine([configs[i] for i in alive], device=device, backend=backend, net=net)
     if ckpt is not None:
         engine.load_state_dict(ckpt["engine"])
-        agents, evals, prior_wall = ckpt["agents"], list(ckpt["evals"]), float(ckpt["wall_time_s"])
+    engine = compiled(engine)
+    policies = ckpt["policies"].clone() if ckpt is not None else engine.learner.params.cpu().clone()
     freeze = cfg.stop_when_solved
-    engine.set_active([not (a["solved"] and freeze) for a in agents])
     metrics_file = open(run_dir / "metrics.csv", "a", newline="")
     metrics = csv.writer(metrics_file)
     if metrics_file.tell() == 0:
         metrics.writerow(METRICS_FIELDS)
 
-    n = cfg.num_envs
     recent: list[float] = []
     progress = Progress(cfg.total_steps, k, cfg.progress)
     next_eval = (engine.host_env_steps // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
-    loop_start, loop_steps0, updates0 = time.perf_counter(), engine.host_env_steps, engine.host_updates
+    loop_start = time.perf_counter()
     since_flush = 0
+    work = {"env_steps": 0, "updates": 0}  # summed over the agents in the engine, this session
     interrupted = False
 
     def n_solved():
@@ -198,12 +207,12 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
         m = engine.read_metrics()
         steps = engine.host_env_steps
         elapsed = time.perf_counter() - loop_start
-        sps = (steps - loop_steps0) * k / max(elapsed, 1e-9)
+        sps = work["env_steps"] / max(elapsed, 1e-9)
         wall = f"{prior_wall + elapsed:.3f}"
         means = []
-        for i in range(k):
-            eps_i, loss_i, count = m["epsilon"][i], m["loss"][i], m["episodes"][i]
-            mean = m["return_sum"][i] / count if count else None
+        for row, i in enumerate(alive):
+            eps_i, loss_i, count = m["epsilon"][row], m["loss"][row], m["episodes"][row]
+            mean = m["return_sum"][row] / count if count else None
             if mean is not None:
                 means.append(mean)
             metrics.writerow([steps, i, wall, int(count), "" if mean is None else f"{mean:.2f}", f"{eps_i:.4f}",
@@ -211,34 +220,36 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
         if means:
             recent[:] = [sum(means) / len(means)]
         last_eval = [a["eval_mean_return"] for a in agents if a["eval_mean_return"] is not None]
-        progress.update(steps, sps, recent[0] if recent else None, sum(m["epsilon"]) / k,
+        progress.update(steps, sps, recent[0] if recent else None, sum(m["epsilon"]) / len(alive),
                         sum(last_eval) / len(last_eval) if last_eval else None, n_solved(), force=final)
 
     def run_eval():
-        live = [i for i, a in enumerate(agents) if not (a["solved"] and freeze)]
-        if not live:
-            return
+        nonlocal engine, alive
         rets = engine.evaluate().cpu()
         mean, std = rets.mean(1).tolist(), rets.std(1, unbiased=False).tolist()
         wall = prior_wall + time.perf_counter() - t_start
-        newly = []
-        for i in live:
+        for row, i in enumerate(alive):
             a = agents[i]
             evals.append({"env_step": engine.host_env_steps, "agent": i, "updates": engine.host_updates,
-                          "wall_time_s": wall, "eval_mean_return": mean[i], "eval_std_return": std[i]})
-            a["eval_mean_return"], a["eval_std_return"] = mean[i], std[i]
-            if mean[i] >= cfg.solve_threshold and not a["solved"]:
+                          "wall_time_s": wall, "eval_mean_return": mean[row], "eval_std_return": std[row]})
+            a["eval_mean_return"], a["eval_std_return"] = mean[row], std[row]
+            if mean[row] >= cfg.solve_threshold and not a["solved"]:
                 a.update(solved=True, solved_at_env_step=engine.host_env_steps, updates_at_solve=engine.host_updates)
-                newly.append(i)
-        if newly and freeze:
-            engine.set_active([not a["solved"] for a in agents])
+        keep = [row for row, i in enumerate(alive) if not agents[i]["solved"]]
+        if freeze and len(keep) < len(alive):  # the solved leave, with the weights that passed
+            policies[alive] = engine.learner.params.cpu()
+            if keep:
+                alive = [alive[row] for row in keep]
+                engine = compiled(engine.select(keep))
 
     def save_checkpoint():
         flush()  # the metrics on disk match the checkpoint
         metrics_file.flush()
+        policies[alive] = engine.learner.params.cpu()
         checkpoint.save({
             "format": checkpoint.FORMAT, "configs": [c.to_dict() for c in configs], "engine": engine.state_dict(),
-            "agents": agents, "evals": evals, "wall_time_s": prior_wall + time.perf_counter() - t_start,
+            "alive": alive, "policies": policies, "agents": agents, "evals": evals,
+            "wall_time_s": prior_wall + time.perf_counter() - t_start,
             "obs_dim": engine.obs_dim, "n_actions": engine.n_actions,
         }, run_dir / checkpoint.CHECKPOINT)
 
@@ -249,7 +260,10 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
     gc.disable()
     try:
         while engine.host_env_steps < cfg.total_steps and not (freeze and n_solved() == k):
+            updates = engine.host_updates
             engine.step()  # act, step, store, sample, update: every agent, no host sync
+            work["env_steps"] += engine.agents * engine.num_envs
+            work["updates"] += engine.agents * (engine.host_updates - updates)
             since_flush += 1
             if since_flush == cfg.log_every:
                 flush()
@@ -281,8 +295,8 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
         env_steps=engine.host_env_steps, updates=engine.host_updates, wall_time_s=wall,
         eval_mean_return=sum(a["eval_mean_return"] for a in finals) / len(finals) if finals else None,
         eval_std_return=(sum(a["eval_std_return"] for a in finals) / len(finals)) if finals else None,
-        env_steps_per_s=(engine.host_env_steps - loop_steps0) * k / max(loop_time, 1e-9),
-        updates_per_s=(engine.host_updates - updates0) * k / max(loop_time, 1e-9), interrupted=interrupted,
+        env_steps_per_s=work["env_steps"] / max(loop_time, 1e-9), updates_per_s=work["updates"] / max(loop_time, 1e-9),
+        interrupted=interrupted,
         run_dir=str(run_dir), agents=agents,
     )
     with open(run_dir / "evals.csv", "w", newline="") as f:
