@@ -113,7 +113,7 @@ def main():
         result["single"] = {"runs": singles, "median_process_wall_s": med, "gym_solved": solved,
                             "agents_per_min": solved / total * 60}
         result["populations"] = []
-        write_json(RESULTS / f"{name}.json", result)
+        write_json(f"{name}.json", result)
         for k in args.populations:
             r = run(args, args.seed, k, Path(tmp))
             r["wall_ratio"] = r["process_wall_s"] / med
@@ -122,7 +122,7 @@ def main():
             print(f"K={k}: {r['process_wall_s']:.1f} s = {r['wall_ratio']:.2f}x one agent, solved "
                   f"{r['agents_solved']}/{k} (Gymnasium check {r['gym_solved']}/{k}), "
                   f"{r['agents_per_min']:.1f} agents/min", flush=True)
-            write_json(RESULTS / f"{name}.json", result)  # as we go: a long run keeps what it has
+            write_json(f"{name}.json", result)  # as we go: a long run keeps what it has
     plot(RESULTS / f"{name}.png", result)
     print(f"wrote {RESULTS / (name + '.json')}")
 

@@ -16,9 +16,13 @@ run's env_id) with ``fastdqn.evaluate.gymnasium_returns(load_policy(run), env_id
 (reset seeds unrelated to training); success = mean return >= the env's threshold (475 for v1).
 
 Also measured: ``startup_s``, the median of 3 ``python -c "import fastdqn.train"`` subprocesses (process
-start + imports); ``compile_s``, when the runs used a torch.compile mode other than "none": in this
-process, a Learner with that mode, the run's config and device, first update minus the median of the
-next 20 (0 when the mode is "none", the CPU default).
+start + imports); ``compile_s``, when the runs used a torch.compile mode other than "none" (e.g.
+``-- --compile default``): in this process, a single-agent ``fastdqn.engine.Engine`` with the runs' config,
+device and env backend, its ``iteration`` compiled as train() compiles it, first iteration minus the median
+of the next 20, once without and once with learning (two graphs), summed (0 when the mode is "none", what
+``--compile auto`` resolves to on every device). It runs after the CLI runs, so inductor's on-disk cache is
+warm: it is what a run pays with a warm cache; a first run on a cold cache pays several times more (CPU, fast
+preset, 4000 steps, one run each on a 2-core CPU: 25 s in train cold, 4.7 s warm, 1.3 s eager).
 
 Optional comparison: when ``stable_baselines3`` is importable (it is not installed by this project),
 SB3 DQN with rl-zoo's CartPole-v1 hyperparameters, one subprocess per seed, timed and evaluated the same
@@ -166,38 +170,37 @@ def run_sb3(seed: int, args, timesteps: int) -> dict:
     return row
 
 
-def compile_time(config: dict, device: str, mode: str, next_calls: int = 20) -> dict:
-    """First ``Learner.update`` (compiles) against the median of the next ``next_calls``, in this process."""
+def compile_time(config: dict, device: str, backend: str, mode: str, next_calls: int = 20) -> dict:
+    """What the CLI runs paid to compile, in this process: a single-agent ``Engine`` with the runs' config,
+    device and env backend, its ``iteration`` wrapped as train() wraps it (``torch.compile(mode=mode,
+    fullgraph=backend == "torch")``). The iteration compiles once without and once with learning; for each,
+    first call minus the median of the next ``next_calls``, summed."""
     import torch
 
     from fastdqn.config import DQNConfig
-    from fastdqn.learner import Learner, QNetwork
-    from fastdqn.replay import ReplayBuffer
+    from fastdqn.engine import Engine
 
     cfg = DQNConfig.from_dict(config)
     dev = torch.device(device)
-    if dev.type == "cpu" and cfg.torch_threads > 0:
-        torch.set_num_threads(cfg.torch_threads)
+    if dev.type == "cpu":
+        torch.set_num_threads(cfg.torch_threads or 1)  # as train() does for a single agent
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    g = torch.Generator(device=dev).manual_seed(0)
-    n = min(cfg.buffer_size, 4 * cfg.batch_size)
-    buf = ReplayBuffer(n, 4, device=dev)
-    buf.add(torch.randn(n, 4, device=dev), torch.randint(0, 2, (n,), device=dev), torch.ones(n, device=dev),
-            torch.randn(n, 4, device=dev), torch.rand(n, device=dev) < 0.05, torch.zeros(n, dtype=torch.bool, device=dev))
-    learner = Learner(QNetwork(4, 2, cfg.hidden).to(dev), lr=cfg.lr, gamma=cfg.gamma, loss=cfg.loss,
-                      double_dqn=cfg.double_dqn, target_period=cfg.target_period, tau=cfg.tau, grad_clip=cfg.grad_clip,
-                      compile_mode=mode)
-    batches = [buf.sample(cfg.batch_size, g) for _ in range(next_calls + 1)]
-    times = []
-    for b in batches:
-        sync()
-        t = time.perf_counter()
-        learner.update(b)
-        sync()
-        times.append(time.perf_counter() - t)
-    steady = median(times[1:])
-    return {"compile_s": times[0] - steady, "first_update_s": times[0], "steady_update_s": steady,
-            "steady_update_repeats": next_calls, "mode": mode, "device": device, "batch_size": cfg.batch_size}
+    engine = Engine([cfg], device=dev, backend=backend)
+    fn = torch.compile(engine.iteration, mode=mode, fullgraph=backend == "torch")
+    out = {}
+    for learn in (False, True):  # the prefill fills the replay before the first update samples it
+        times = []
+        for _ in range(next_calls + 1):
+            sync()
+            t = time.perf_counter()
+            fn(learn)
+            sync()
+            times.append(time.perf_counter() - t)
+        steady = median(times[1:])
+        out["learn" if learn else "act"] = {"compile_s": times[0] - steady, "first_s": times[0], "steady_s": steady}
+    return {"compile_s": out["act"]["compile_s"] + out["learn"]["compile_s"], "iterations": out,
+            "steady_repeats": next_calls, "mode": mode, "device": device, "env_backend": backend,
+            "batch_size": cfg.batch_size, "num_envs": cfg.num_envs}
 
 
 def summarize(rows: list[dict], kind: str = "fastdqn") -> dict:
@@ -267,11 +270,12 @@ def main(argv=None):
                                                   "no compile time"}
     else:
         mode = next(m for m in modes if m != "none")
-        device = next(r["device"] for r in rows if r.get("compile") == mode)
-        compile_info = compile_time(config, device, mode)
-        compile_info["note"] = ("in-process Learner with the runs' config and compile mode: first update minus the "
-                                "median of the next 20 (the CLI runs paid about this inside wall_time_s)")
-        print(f"compile ({mode}, {device}): {compile_info['compile_s']:.2f} s", flush=True)
+        run = next(r for r in rows if r.get("compile") == mode)
+        compile_info = compile_time(config, run["device"], run["env_backend"], mode)
+        compile_info["note"] = ("in-process single-agent Engine with the runs' config, device, env backend and compile "
+                                "mode: first iteration minus the median of the next 20, without and with learning, "
+                                "summed (the CLI runs paid about this inside wall_time_s)")
+        print(f"compile ({mode}, {run['device']}): {compile_info['compile_s']:.2f} s", flush=True)
 
     sb3_rows, sb3_note, have_sb3 = [], "skipped (--no-sb3)", False
     if not args.no_sb3:

@@ -16,9 +16,12 @@ calibrated per cell (eager) so the difference takes about ``--seconds``. Compile
 ``torch._dynamo.reset()`` first, so each pays a fresh trace (as a new process with a warm inductor cache
 would) and never hits dynamo's recompile limit.
 
-Part 2, the update alone: ``Learner.update`` on one fixed batch per batch size (the preset's network and
-loss), median of 5 timed blocks (``common.time_repeats``) after the first call, which is timed on its own
-("first_call_s": for compiled modes the compile time).
+Part 2, the update alone: ``Learner.update`` for a single agent (population K=1: parameters [1, P], batch
+[1, B]) on one fixed batch per batch size (the preset's ``MLP`` and loss, ``torch_threads or 1`` CPU threads as
+train() uses for one agent), median of 5 timed blocks (``common.time_repeats``) after the first call, which is
+timed on its own ("first_call_s": for compiled modes the compile time). train() compiles the whole engine
+iteration (act, step, store, sample, update); here a compile mode wraps ``learner.update`` alone
+(``torch.compile(learner.update, mode=...)``, the Adam step taking its compile-safe branch).
 
 Writes bench/results/train_throughput.json and .png (``--quick``: tiny grid, ``_quick`` suffix).
 """
@@ -38,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, loglog, machine_info, median, time_repeats, write_json  # noqa: E402
 
 from fastdqn.config import preset  # noqa: E402
-from fastdqn.learner import Learner, QNetwork  # noqa: E402
+from fastdqn.learner import MLP, Learner  # noqa: E402
 from fastdqn.replay import ReplayBuffer  # noqa: E402
 from fastdqn.train import train  # noqa: E402
 
@@ -123,30 +126,32 @@ def loop_cell(args, device: str, n: int, b: int, modes: list[str]) -> list[dict]
 
 
 def update_cell(args, device: str, mode: str, b: int) -> dict:
-    """``Learner.update`` on one fixed batch: first call timed alone, then median of 5 blocks."""
+    """``Learner.update`` for one agent (K=1) on one fixed batch: first call timed alone, then median of 5
+    blocks. A compile mode compiles ``learner.update`` itself (``torch.compile(learner.update, mode=mode)``)."""
     cfg = cell_config(args, device, mode, 1, b)
     dev = torch.device(device)
-    if dev.type == "cpu" and cfg.torch_threads > 0:
-        torch.set_num_threads(cfg.torch_threads)  # as train() does
+    if dev.type == "cpu":
+        torch.set_num_threads(cfg.torch_threads or 1)  # as train() does for a single agent
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     reset_compiler(mode)
     torch.manual_seed(0)
-    g = torch.Generator(device=dev).manual_seed(0)
     size = 4 * b
-    buf = ReplayBuffer(size, 4, device=dev)
-    buf.add(torch.randn(size, 4, device=dev), torch.randint(0, 2, (size,), device=dev), torch.ones(size, device=dev),
-            torch.randn(size, 4, device=dev), torch.rand(size, device=dev) < 0.05,
-            torch.zeros(size, dtype=torch.bool, device=dev))
-    batch = buf.sample(b, g)
-    learner = Learner(QNetwork(4, 2, cfg.hidden).to(dev), lr=cfg.lr, gamma=cfg.gamma, loss=cfg.loss,
-                      double_dqn=cfg.double_dqn, target_period=cfg.target_period, tau=cfg.tau, grad_clip=cfg.grad_clip,
-                      compile_mode=mode)
+    buf = ReplayBuffer(size, 4, agents=1, device=dev)
+    buf.add(torch.randn(1, size, 4, device=dev), torch.randint(0, 2, (1, size), device=dev),
+            torch.ones(1, size, device=dev), torch.randn(1, size, 4, device=dev), torch.rand(1, size, device=dev) < 0.05,
+            torch.zeros(1, size, dtype=torch.bool, device=dev))
+    batch = buf.sample(torch.randint(0, 2**32, (1, b), dtype=torch.int64).to(dev))
+    net = MLP(4, 2, cfg.hidden)
+    params = net.init(torch.Generator().manual_seed(cfg.seed))[None].to(dev)
+    learner = Learner(net, params, lr=cfg.lr, gamma=cfg.gamma, loss=cfg.loss, double_dqn=cfg.double_dqn,
+                      target_period=cfg.target_period, tau=cfg.tau, grad_clip=cfg.grad_clip)
+    update = learner.update if mode == "none" else torch.compile(learner.update, mode=mode)
     sync()
     t = time.perf_counter()
-    learner.update(batch)
+    update(batch)
     sync()
     first = time.perf_counter() - t
-    per_call, calls = time_repeats(lambda: learner.update(batch), repeats=args.update_repeats,
+    per_call, calls = time_repeats(lambda: update(batch), repeats=args.update_repeats,
                                    min_time=args.update_min_time, sync=sync)
     ups = [1.0 / x for x in per_call]
     row = {"device": device, "compile": mode, "batch_size": b, "updates_per_s": median(ups),

@@ -62,8 +62,9 @@ class DQNConfig:
     stop_when_solved: bool = _f(True, "stop as soon as an evaluation's mean return reaches the env's threshold")
     # system
     device: str = _f("auto", "auto (cuda if available), cpu or cuda")
-    compile: str = _f("auto", "torch.compile mode for the update step: none, default, reduce-overhead, max-autotune; "
-                      "auto = none on CPU (compile time exceeds the whole run), default on CUDA")
+    compile: str = _f("auto", "torch.compile mode for the training iteration: none, default, reduce-overhead, "
+                      "max-autotune; auto = none (on a CPU the compile outlasts the run; on an H200 the compiled update "
+                      "was slower than eager)")
     torch_threads: int = _f(0, "torch intra-op threads on CPU; 0 = auto: 1 for a single agent (its small matrix "
                             "products run best on one), all cores for a population")
     seed: int = _f(0, "seed for network init, exploration, sampling and env resets")

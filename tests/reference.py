@@ -1,5 +1,6 @@
 """Independent references shared by the trainer tests (written from the formulas, not from fastdqn)."""
 
+import numpy as np
 import torch
 
 
@@ -14,23 +15,23 @@ def mlp_formula(tensors, x):
     return x
 
 
-def mlp_flat(tensors):
-    """One agent's flat MLP parameters from ``tensors`` alternating weight ``[out, in]`` and bias
-    ``[out]``, in the documented layout: per layer, the ``[in, out]`` weight (``x @ W + b``)
-    flattened row-major, then the bias."""
-    tensors = list(tensors)
-    parts = []
-    for w, b in zip(tensors[0::2], tensors[1::2]):
-        parts += [w.T.reshape(-1), b.reshape(-1)]
-    return torch.cat(parts)
+def mlp_from_flat_row(row, sizes, x):
+    """Q-values of a ReLU MLP stored as one flat parameter row, in float64 numpy.
 
-
-def mlp_unflat(flat, sizes):
-    """Inverse of :func:`mlp_flat`: weight ``[out, in]`` / bias ``[out]`` tensors (views of ``flat``
-    where possible) for layer sizes ``[obs_dim, *hidden, n_actions]``."""
-    out, off = [], 0
-    for i, o in zip(sizes[:-1], sizes[1:]):
-        out += [flat[off:off + i * o].reshape(i, o).T, flat[off + i * o:off + i * o + o]]
-        off += i * o + o
-    assert off == flat.numel()
-    return out
+    The documented layout: layer by layer, the weight ``[in, out]`` flattened row-major (so the
+    layer is ``x @ W + b``), then the bias ``[out]``. ``sizes`` = [obs_dim, *hidden, n_actions].
+    """
+    row = np.asarray(row, dtype=np.float64)
+    h = np.asarray(x, dtype=np.float64)
+    off = 0
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    for layer, (i, o) in enumerate(pairs):
+        w = row[off:off + i * o].reshape(i, o)
+        off += i * o
+        b = row[off:off + o]
+        off += o
+        h = h @ w + b
+        if layer < len(pairs) - 1:
+            h = np.maximum(h, 0.0)
+    assert off == len(row), f"layout covers {off} of {len(row)} parameters"
+    return h
