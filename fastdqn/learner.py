@@ -229,8 +229,9 @@ class Learner:
         self.lr = _column(lr, k, dev)
         self.gamma = _column(gamma, k, dev)
         self.tau = _column(tau, k, dev)
-        self.polyak = self.tau < 1.0
-        self.period = _column(target_period, k, dev, torch.int64).clamp_(min=1)  # 0: copy after every update
+        period = _column(target_period, k, dev, torch.int64)
+        self.polyak = (self.tau < 1.0) & (period > 0)  # period 0: no target network, whatever tau says
+        self.period = period.clamp_(min=1)  # 0: a copy after every update
         self.grad_clip = _column(grad_clip, k, dev)
         self.clips = bool((self.grad_clip > 0).any())  # fixed by the config: no per-step host read
         self.active = torch.ones(k, 1, dtype=torch.float32, device=dev)

@@ -50,9 +50,9 @@ class ReplayBuffer:
             row, n = row[:, n - self.capacity:], self.capacity
         if n not in self._ranges:
             self._ranges[n] = torch.arange(n, device=self.device)
-        self.data.index_copy_(1, (self.pos + self._ranges[n]) % self.capacity, row)
-        self.pos.copy_((self.pos + n) % self.capacity)
-        self.size.copy_((self.size + n).clamp(max=self.capacity))
+        self.data.index_copy_(1, (self.pos + self._ranges[n]).remainder_(self.capacity), row)
+        self.pos.add_(n).remainder_(self.capacity)
+        self.size.add_(n).clamp_(max=self.capacity)
 
     def sample(self, bits: torch.Tensor) -> Batch:
         """The transitions at uniform indices in ``[0, size)`` drawn from ``bits [K, B]`` (random

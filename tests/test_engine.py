@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
-from reference import mlp_flat, mlp_formula, mlp_unflat
+from mlp_layout import mlp_flat, mlp_unflat
+from reference import mlp_formula
 from torch import nn
 
 from fastdqn.config import ConfigError, preset
@@ -179,6 +180,22 @@ def test_actions_are_epsilon_greedy_per_agent():
         assert lo <= agree <= hi, (k, agree)
 
 
+def test_greedy_actions_come_from_the_current_online_network():
+    cfgs = configs(2, eps_start=[0.0, 0.0], eps_end=[0.0, 0.0], target_period=[1000, 1000])  # the target stays put
+    engine = run(Engine(cfgs), LEARN_FROM + 20)
+    for k in range(2):  # a target net that prefers the other action everywhere: output units swapped
+        tensors = mlp_unflat(engine.learner.params[k].clone(), SIZES)
+        tensors[-2], tensors[-1] = tensors[-2].flip(0), tensors[-1].flip(0)
+        engine.learner.target[k].copy_(mlp_flat(tensors))
+    for it in range(LEARN_FROM + 20, LEARN_FROM + 30):
+        params, obs = engine.learner.params.clone(), engine.obs.clone()
+        engine.step()
+        _, action, *_ = decode(engine.replay.data[:, 4 * it:4 * it + 4])  # this iteration's slots (no wrap yet)
+        for k in range(2):
+            greedy = mlp_formula(mlp_unflat(params[k], SIZES), obs[k]).argmax(dim=1)  # acted before this update
+            assert action[k].tolist() == greedy.float().tolist(), (it, k)
+
+
 def test_per_agent_target_settings_reach_the_learner():
     engine = Engine(configs(3, target_period=[3, 0, 5], tau=[1.0, 1.0, 0.5]))
     run(engine, LEARN_FROM - 1)
@@ -232,15 +249,14 @@ def test_inactive_agent_stops_changing():
 def test_fullgraph_compiled_iteration_matches_eager():
     torch._dynamo.reset()
     cfgs = configs(2, lr=[5e-3, 1e-2], target_period=[3, 0], tau=[1.0, 0.5])
-    cfgs = [c.replace(gradient_steps=2, grad_clip=1.0) for c in cfgs]
+    cfgs = [c.replace(grad_clip=1.0) for c in cfgs]
     eager, comp = Engine(cfgs, backend="torch"), Engine(cfgs, backend="torch")
     fn = torch.compile(comp.iteration, fullgraph=True)
     for learn in [False] * 12 + [True] * 8:
         le, lc = eager.iteration(learn), fn(learn)
         torch.testing.assert_close(lc, le, rtol=1e-5, atol=1e-5)
-    assert int(eager.learner.updates) == int(comp.learner.updates) == 16
-    assert torch.equal(comp.obs, eager.obs)
-    for a, b in [(comp.learner.params, eager.learner.params), (comp.learner.target, eager.learner.target),
+    assert int(eager.learner.updates) == int(comp.learner.updates) == 8
+    for a, b in [(comp.obs, eager.obs), (comp.learner.params, eager.learner.params), (comp.learner.target, eager.learner.target),
                  (comp.replay.data, eager.replay.data), (comp.learner.optimizer.exp_avg, eager.learner.optimizer.exp_avg),
                  (comp.ep_return, eager.ep_return)]:
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
@@ -270,6 +286,27 @@ def test_resume_from_state_dict_continues_exactly():
         assert torch.equal(x, y)
     assert a.read_metrics() == b.read_metrics()
     assert torch.equal(a.evaluate(), b.evaluate())
+
+
+def test_select_keeps_chosen_agents_continuing_as_in_the_full_population():
+    cfgs = configs(3, lr=[5e-3, 1e-2, 2e-3], tau=[1.0, 0.5, 1.0])
+    full = run(Engine(cfgs), LEARN_FROM + 30)
+    full.set_active([True, True, False])
+    part = full.select([2, 0])
+    assert part.agents == 2 and [c.seed for c in part.configs] == [2, 0]
+    p2 = full.learner.params[2].clone()
+    for _ in range(40):
+        full.step()
+        part.step()
+        for new, old in ((0, 2), (1, 0)):
+            assert torch.equal(part.obs[new], full.obs[old])
+    assert part.host_updates == full.host_updates
+    for new, old in ((0, 2), (1, 0)):
+        torch.testing.assert_close(part.learner.params[new], full.learner.params[old], rtol=0, atol=1e-5)
+        torch.testing.assert_close(part.learner.target[new], full.learner.target[old], rtol=0, atol=1e-5)
+        torch.testing.assert_close(part.replay.data[new], full.replay.data[old], rtol=0, atol=1e-5)
+        assert part.epsilon()[new].item() == full.epsilon()[old].item()
+    assert torch.equal(part.learner.params[0], p2)  # still inactive
 
 
 # --- 7. structural mismatches ---------------------------------------------------------------------

@@ -5,7 +5,7 @@ References: hand-computed targets and losses on tiny batches (Q values made know
 network's weights), autograd on a from-the-formula MLP (``reference.mlp_formula``), and a
 from-the-formula re-implementation of the DQN update in this file (that MLP + ``torch.optim.Adam``
 per agent), never fastdqn's own output. Flat parameters are built and read through the documented
-layout (``reference.mlp_flat`` / ``mlp_unflat``).
+layout (``mlp_layout.mlp_flat`` / ``mlp_unflat``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import math
 
 import pytest
 import torch
-from reference import mlp_flat, mlp_formula, mlp_unflat
+from mlp_layout import mlp_flat, mlp_unflat
+from reference import mlp_formula
 
 from fastdqn.learner import MLP, Adam, Learner, td_target
 from fastdqn.replay import Batch
@@ -253,6 +254,26 @@ def agent_slice(b: Batch, k: int) -> Batch:
 
 def per_agent(v, k):
     return v[k] if isinstance(v, list) else v
+
+
+@pytest.mark.parametrize("loss", ["mse", "huber"])
+@pytest.mark.parametrize("double_dqn", [False, True])
+def test_loss_and_grads_match_autograd(loss, double_dqn):
+    # Adam is invariant to the gradient's scale, so the update test alone would miss a wrong factor
+    k, gamma = 2, [0.97, 0.5]
+    params = random_mlp_params(SIZES, k, seed=12)
+    learner = Learner(MLP(4, 2, hidden=(16, 8)), params, lr=1e-2, gamma=gamma, loss=loss, double_dqn=double_dqn,
+                      target_period=[5, 0])  # agent 1: no target network
+    learner.target[0].copy_(random_mlp_params(SIZES, 1, seed=13)[0])
+    batch = random_batches(1, k=k, seed=14)[0]
+    got_loss, got_grads = learner.loss_and_grads(batch)
+    for a in range(k):
+        online = [x.detach().clone().requires_grad_(True) for x in mlp_unflat(params[a], SIZES)]
+        target = mlp_unflat(learner.target[a], SIZES) if a == 0 else None
+        ref = ref_loss(online, target, agent_slice(batch, a), gamma[a], double_dqn, loss)
+        ref.backward()
+        torch.testing.assert_close(got_loss[a], ref.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(got_grads[a], mlp_flat([x.grad for x in online]), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("loss,double_dqn,target_period,grad_clip", [
