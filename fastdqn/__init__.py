@@ -14,10 +14,12 @@ __version__ = "0.1.0"
 __all__ = ["CartPole", "StepResult", "physics", "DQNConfig", "preset", "train", "load_policy", "__version__"]
 
 
-def train(config: DQNConfig | None = None, out=None, resume: bool = False):
-    """Train with ``config`` (default: the 'fast' preset); see :func:`fastdqn.train.train`."""
+def train(config=None, out=None, resume: bool = False, population: int = 1, net=None):
+    """Train one agent or a population with ``config`` (one config or a list, one per agent;
+    default: the 'fast' preset); see :func:`fastdqn.train.train`."""
     from fastdqn.train import train as _train
 
-    return _train(config if config is not None else preset("fast"), out=out, resume=resume)
+    return _train(config if config is not None else preset("fast"), out=out, resume=resume, population=population,
+                  net=net)
 
 register_envs()

@@ -96,7 +96,8 @@ def cmd_train(args) -> int:
         cfg = resume_config(args.resume, **overrides)
     else:
         cfg = preset(args.preset or DEFAULT_PRESET).replace(**overrides).validate()
-    result = train(cfg, out=args.resume or args.out, resume=bool(args.resume), population=args.population or 1)
+    population = 1 if args.population is None else args.population
+    result = train(cfg, out=args.resume or args.out, resume=bool(args.resume), population=population)
     ev = "-" if result.eval_mean_return is None else f"{result.eval_mean_return:.1f}"
     k = len(result.agents)
     if k == 1:

@@ -14,8 +14,9 @@ state back between iterations: :meth:`Engine.read_metrics`, :meth:`Engine.evalua
 
 Randomness is counter-based (SplitMix64 of agent key, iteration, column), as the env resets
 are: agent k draws the same numbers whatever the population around it, so agent k of a
-population learns what a single run with its seed and hyperparameters learns, and resuming
-from a checkpoint continues the exact stream.
+population learns what a single run with its seed and hyperparameters learns (up to float
+rounding: batched kernels of another K round differently, and RL amplifies it over a run), and
+resuming from a checkpoint continues the exact stream.
 """
 
 from __future__ import annotations

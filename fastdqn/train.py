@@ -15,7 +15,9 @@ import gc
 import json
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -201,7 +203,9 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
 
     def flush(final=False):
         nonlocal since_flush
-        if since_flush == 0 and not final:
+        if since_flush == 0:  # nothing new since the last rows
+            if final:
+                progress.update(engine.host_env_steps, 0.0, recent[0] if recent else None, 0.0, None, n_solved(), True)
             return
         since_flush = 0
         m = engine.read_metrics()
@@ -237,6 +241,7 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
                 a.update(solved=True, solved_at_env_step=engine.host_env_steps, updates_at_solve=engine.host_updates)
         keep = [row for row, i in enumerate(alive) if not agents[i]["solved"]]
         if freeze and len(keep) < len(alive):  # the solved leave, with the weights that passed
+            flush()  # their last metrics rows first
             policies[alive] = engine.learner.params.cpu()
             if keep:
                 alive = [alive[row] for row in keep]
@@ -255,11 +260,17 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
 
     # --- the loop -----------------------------------------------------------------------
     # The loop allocates many short-lived tensors and creates no reference cycles: pause the
-    # cyclic garbage collector while it runs (~5 % of loop time), restore it after.
+    # cyclic garbage collector while it runs (~5 % of loop time), restore it after. Ctrl-C only
+    # raises a flag, read between iterations, so the checkpoint never holds half an iteration.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    stop = []
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_handler = signal.signal(signal.SIGINT, lambda *_: stop.append(1)) if main_thread else None
     try:
         while engine.host_env_steps < cfg.total_steps and not (freeze and n_solved() == k):
+            if stop:
+                raise KeyboardInterrupt
             updates = engine.host_updates
             engine.step()  # act, step, store, sample, update: every agent, no host sync
             work["env_steps"] += engine.agents * engine.num_envs
@@ -277,6 +288,8 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
     finally:
         if gc_was_enabled:
             gc.enable()
+        if main_thread:
+            signal.signal(signal.SIGINT, old_handler)
     loop_time = time.perf_counter() - loop_start
     if not interrupted and (not evals or evals[-1]["env_step"] != engine.host_env_steps):
         run_eval()

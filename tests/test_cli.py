@@ -177,6 +177,85 @@ def test_resume_allowed_override(tiny_run, tmp_path, capsys):
     assert json.loads((run / "config.json").read_text())["total_steps"] == 400
 
 
+# --- populations ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pop_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "pop"
+    assert main(["train", "--population", "2", "--seed", "5", "--num_envs", "4", "--torch_threads", "1",
+                 "--out", str(out), *TINY_FLAGS]) == 0
+    return out
+
+
+def test_train_population(pop_run, capsys):
+    summary = json.loads((pop_run / "summary.json").read_text())
+    assert summary["population"] == 2
+    assert [a["seed"] for a in summary["agents"]] == [5, 6]  # agent k: SEED + k
+    assert summary["env_steps"] == 200  # per agent
+    cfg = json.loads((pop_run / "config.json").read_text())
+    assert cfg["population"] == 2 and cfg["seed"] == 5 and [a["seed"] for a in cfg["agents"]] == [5, 6]
+
+
+def test_train_population_output_line(tmp_path, capsys):
+    out = tmp_path / "pop"
+    assert main(["train", "--population", "2", "--num_envs", "4", "--torch_threads", "1", "--out", str(out),
+                 *TINY_FLAGS]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert lines[0].startswith(f"{summary['agents_solved']}/2 agents solved")
+    assert str(out) in lines[0]
+
+
+def test_eval_and_play_agent(pop_run, tmp_path, capsys):
+    assert main(["eval", str(pop_run), "--agent", "1", "--episodes", "3"]) == 0
+    assert "agent 1" in capsys.readouterr().out
+    gif = tmp_path / "a1.gif"
+    assert main(["play", str(pop_run), "--agent", "1", "--gif", str(gif), "--steps", "20"]) == 0
+    assert gif.exists() and "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["eval", "play"])
+def test_agent_out_of_range(pop_run, tmp_path, capsys, command):
+    extra = ["--gif", str(tmp_path / "x.gif")] if command == "play" else []
+    assert main([command, str(pop_run), "--agent", "5", *extra]) == 2
+    line = one_line_error(capsys, command)
+    assert "agent" in line and "5" in line
+    assert not (tmp_path / "x.gif").exists()
+
+
+@pytest.mark.parametrize("flags", [["--population", "2"], ["--population", "1"], ["--preset", "fast"]])
+def test_resume_with_population_or_preset(tiny_run, capsys, flags):
+    before = snapshot(tiny_run)
+    assert main(["train", "--resume", str(tiny_run), *flags]) == 2
+    line = one_line_error(capsys, "train")
+    assert flags[0] in line and "--resume" in line
+    assert snapshot(tiny_run) == before
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--population", "0"], ["population", "0"]),
+    (["--population", "2", "--gamma", "1.5"], ["gamma", "1.5"]),
+])
+def test_bad_population_values(tmp_path, capsys, flags, words):
+    out = tmp_path / "r"
+    assert main(["train", *flags, "--out", str(out), *TINY_FLAGS]) == 2
+    line = one_line_error(capsys, "train")
+    for w in words:
+        assert w in line, line
+    assert not out.exists()
+
+
+def test_resume_population_keeps_its_agents(pop_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pop_run, run)
+    assert main(["train", "--resume", str(run), "--total_steps", "400"]) == 0
+    assert "/2 agents solved" in capsys.readouterr().out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["env_steps"] == 400 and [a["seed"] for a in summary["agents"]] == [5, 6]
+
+
 def run_cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "fastdqn.cli", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=120)
