@@ -270,6 +270,15 @@ class CartPole:
         return {"state": self._state.clone(), "elapsed": self._elapsed.clone(), "keys": list(self._keys),
                 "round": self._round.clone()}
 
+    def group_state_dict(self, groups: list[int]) -> dict:
+        """The :meth:`state_dict` of a ``CartPole(len(groups) * group_size, seed=...)`` holding only
+        the seed groups ``groups`` (in that order), each exactly where it is."""
+        idx = torch.tensor(groups, dtype=torch.long, device=self.device)
+        g, n = self.groups, self.group_size
+        return {"state": self._state.view(4, g, n)[:, idx].reshape(4, -1),
+                "elapsed": self._elapsed.view(g, n)[idx].reshape(-1), "keys": [self._keys[i] for i in groups],
+                "round": self._round.clone()}
+
     def load_state_dict(self, d: dict) -> None:
         if tuple(d["state"].shape) != tuple(self._state.shape) or len(d["keys"]) != self.groups:
             raise ValueError(f"env state has shape {tuple(d['state'].shape)} with {len(d['keys'])} seed groups, "

@@ -248,15 +248,9 @@ class Engine:
         """A new engine holding only the agents ``rows`` (in that order), each continuing exactly
         where it is: how a population sheds its solved agents, so that they cost nothing more."""
         idx = torch.tensor(rows, dtype=torch.long, device=self.device)
-        k, sd = self.agents, self.state_dict()
-
-        def envs(d, per):
-            return {"state": d["state"].view(4, k, per)[:, idx].reshape(4, -1),
-                    "elapsed": d["elapsed"].view(k, per)[idx].reshape(-1), "keys": [d["keys"][i] for i in rows],
-                    "round": d["round"]}
-
+        sd = self.state_dict()
         learner, opt = sd["learner"], sd["learner"]["optimizer"]
-        new_sd = {**sd, "env": envs(sd["env"], self.num_envs), "eval_env": envs(sd["eval_env"], self.cfg.eval_episodes),
+        new_sd = {**sd, "env": self.env.group_state_dict(rows), "eval_env": self.eval_env.group_state_dict(rows),
                   "learner": {**learner, "params": learner["params"][idx], "target": learner["target"][idx],
                               "optimizer": {**opt, "exp_avg": opt["exp_avg"][idx], "exp_avg_sq": opt["exp_avg_sq"][idx]}},
                   "replay": {**sd["replay"], "data": sd["replay"]["data"][idx]}}
