@@ -326,6 +326,15 @@ class CartPole:
         self._round.add_(1)
         return draws
 
+    def numba_buffers(self) -> tuple:
+        """The numba backend's buffers as numpy views, for kernels that fuse the step with other
+        work (the trainer's collect kernel): ``state [4, N], elapsed [N], max_episode_steps,
+        group keys [G] (uint64), draw counter [1], physics constants``."""
+        if self.backend != "numba":
+            raise ValueError("numba_buffers is available on the numba backend only")
+        return (self._state.numpy(), self._elapsed.numpy(), self.max_episode_steps,
+                self._keys_t.numpy().view(np.uint64), self._round_np, self._consts)
+
     def step(self, actions: torch.Tensor, check: bool = True) -> StepResult:
         """Apply ``actions [N]`` (integer or bool, 0 = left, 1 = right) to every env.
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from fastdqn.cartpole import _GOLDEN, CartPole, _as_signed, _lsr, _mix64
@@ -99,9 +100,10 @@ class Engine:
     env backend ("numba": CPU kernel, eager only; "torch": any device, compilable). ``net`` is
     the Q-network (default: the configs' :class:`~fastdqn.learner.MLP`); any object with the
     same ``init/forward/backward`` interface works, e.g. :class:`~fastdqn.learner.AutogradQNet`.
+    ``fuse`` (numba backend): run :meth:`collect` as one fused numba kernel (False: as tensor ops).
     """
 
-    def __init__(self, configs, device="cpu", backend="torch", net=None):
+    def __init__(self, configs, device="cpu", backend="torch", net=None, fuse: bool = True):
         configs = check_population(configs)
         cfg = configs[0]
         self.configs, self.cfg = configs, cfg
@@ -142,7 +144,7 @@ class Engine:
         # counters and running episodes (device); host mirrors only for loop control
         self.env_steps = torch.zeros((), dtype=torch.int64, device=device)
         self.draws = torch.zeros((), dtype=torch.int64, device=device)  # iterations run: the RNG counter
-        self.obs = self.env.reset().reshape(k, n, self.obs_dim)
+        self.obs = self.env.reset().reshape(k, n, self.obs_dim).contiguous()
         self.ep_return = torch.zeros(k, n, device=device)
         self.finished = torch.zeros(k, device=device)  # episodes finished since the last read_metrics
         self.finished_return = torch.zeros(k, device=device)  # their summed returns
@@ -151,6 +153,20 @@ class Engine:
         self.host_iterations = 0
         self.host_updates = 0
         self.iteration_fn = self.iteration
+        self._collect_kernel = None
+        if backend == "numba" and fuse:  # the fused CPU kernel and its (persistent) buffers as numpy views
+            from fastdqn.kernels import cartpole_numba as kernels
+
+            self._collect_kernel = kernels.collect if k * n >= kernels.PARALLEL_MIN_ENVS else kernels.collect_serial
+            self._sample_idx = torch.zeros(k, self.width - n, dtype=torch.int64)
+            self._no_idx = torch.zeros(k, 0, dtype=torch.int64)
+            self._idx_np = {True: self._sample_idx.numpy(), False: self._no_idx.numpy()}
+            state, elapsed, max_steps, env_keys, round_, consts = self.env.numba_buffers()
+            self._collect_args = (
+                self.keys.numpy().view(np.uint64), self.draws.numpy(), self.width, state, elapsed, max_steps, env_keys,
+                round_, consts, self.replay.data.numpy(), self.replay.pos.numpy(), self.replay.size.numpy(),
+                self.obs.numpy(), self.ep_return.numpy(), self.finished.numpy(), self.finished_return.numpy(),
+                self.env_steps.numpy())
 
     # -- the iteration ---------------------------------------------------------------------
     def epsilon(self) -> torch.Tensor:
@@ -168,13 +184,31 @@ class Engine:
     def iteration(self, learn: bool) -> torch.Tensor:
         """Advance every agent one vector step (and, if ``learn``, ``gradient_steps`` updates).
         Returns the per-agent loss of the last update (device tensor; zeros before learning)."""
-        cfg, k, n = self.cfg, self.agents, self.num_envs
+        cfg, b = self.cfg, self.cfg.batch_size
+        greedy = self.net.forward(self.learner.param_views, self.obs)[0].argmax(dim=2)
+        idx = self.collect(greedy, self.epsilon(), learn)  # act, step, store, bookkeeping
+        if learn:  # sample, update (and target update)
+            for g in range(cfg.gradient_steps):
+                self.last_loss.copy_(self.learner.update(self.replay.gather(idx[:, g * b:(g + 1) * b])))
+        return self.last_loss
+
+    def collect(self, greedy: torch.Tensor, eps: torch.Tensor, learn: bool) -> torch.Tensor:
+        """Epsilon-greedy actions from ``greedy [K, N]`` and ``eps [K, 1]``, the env step, the
+        transitions stored, episode bookkeeping and counters; returns this iteration's replay
+        sample indices ``[K, gradient_steps * batch_size]`` (``[K, 0]`` when not learning).
+
+        With the numba env backend (CPU) this is one fused kernel,
+        :func:`fastdqn.kernels.cartpole_numba.collect` (~35 small tensor ops cost more than the
+        work); otherwise the tensor program below, which compiles and captures. Both compute the
+        same numbers in the same order (tested bit for bit)."""
+        if self._collect_kernel is not None and not torch.compiler.is_compiling():
+            self._collect_kernel(greedy.numpy(), eps.view(-1).numpy(), *self._collect_args, self._idx_np[learn])
+            return self._sample_idx if learn else self._no_idx
+        k, n = self.agents, self.num_envs
         bits = self.random_bits(self.width if learn else n)
         # act: epsilon-greedy; u < eps explores, and then u / eps is uniform in [0, 1)
         u = _lsr(bits[:, :n], 40).to(torch.float32) * (2.0**-24)
-        eps = self.epsilon()
-        greedy = self.net.forward(self.learner.param_views, self.obs)[0].argmax(dim=2)
-        explore = (u * (self.n_actions / eps.clamp(min=1e-30))).clamp_(max=self.n_actions - 1).long()
+        explore = (u * self.n_actions / eps.clamp(min=1e-30)).clamp_(max=self.n_actions - 1).long()
         actions = torch.where(u < eps, explore, greedy)
         # step
         res = self.env.step(actions.view(-1), check=False)
@@ -191,13 +225,7 @@ class Engine:
         self.ep_return.masked_fill_(done, 0.0)
         self.env_steps.add_(n)
         self.draws.add_(1)
-        # sample, update (and target update)
-        if learn:
-            for g in range(cfg.gradient_steps):
-                lo = n + g * cfg.batch_size
-                batch = self.replay.sample(_lsr(bits[:, lo:lo + cfg.batch_size], 32))
-                self.last_loss.copy_(self.learner.update(batch))
-        return self.last_loss
+        return (_lsr(bits[:, n:], 32) * self.replay.size) >> 32  # uniform indices into the filled rows
 
     def learns_next(self) -> bool:
         """Whether the next iteration updates (from host counters that advance deterministically)."""
@@ -256,7 +284,8 @@ class Engine:
                   "replay": {**sd["replay"], "data": sd["replay"]["data"][idx]}}
         for name in self.PER_AGENT_STATE:
             new_sd[name] = sd[name][idx]
-        new = Engine([self.configs[i] for i in rows], self.device, self.env.backend, self.net)
+        new = Engine([self.configs[i] for i in rows], self.device, self.env.backend, self.net,
+                     self._collect_kernel is not None)
         new.load_state_dict(new_sd)
         return new
 

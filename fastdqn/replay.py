@@ -57,7 +57,10 @@ class ReplayBuffer:
     def sample(self, bits: torch.Tensor) -> Batch:
         """The transitions at uniform indices in ``[0, size)`` drawn from ``bits [K, B]`` (random
         int64 values in ``[0, 2**32)``: index ``= bits * size >> 32``); agent k reads its own ring."""
-        idx = (bits * self.size) >> 32
+        return self.gather((bits * self.size) >> 32)
+
+    def gather(self, idx: torch.Tensor) -> Batch:
+        """The transitions at ring indices ``idx [K, B]`` (agent k's row ``idx[k, b]`` of its own ring)."""
         rows = self.data.view(-1, self.width).index_select(0, (idx + self._offsets).view(-1))
         rows = rows.view(*idx.shape, self.width)
         d = self.obs_dim

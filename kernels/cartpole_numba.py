@@ -92,6 +92,24 @@ def _uniform_pair(key, k):
     return -0.05 + 0.1 * ((h >> _S32) * INV_2_32), -0.05 + 0.1 * ((h & _LOW32) * INV_2_32)
 
 
+@njit(inline="always", error_model="numpy")
+def _physics(x, x_dot, theta, theta_dot, push_right, c):
+    """Gymnasium's Euler step of one env (its expression order): the next state and terminated."""
+    gravity, masspole, total_mass, length, polemass_length, force_mag, tau, four_thirds, th_t, x_t = c
+    force = force_mag if push_right else -force_mag
+    sintheta, costheta = sincos(theta)
+    temp = (force + polemass_length * (theta_dot * theta_dot) * sintheta) / total_mass
+    thetaacc = (gravity * sintheta - costheta * temp) / (
+        length * (four_thirds - masspole * (costheta * costheta) / total_mass)
+    )
+    xacc = temp - polemass_length * thetaacc * costheta / total_mass
+    x = x + tau * x_dot
+    x_dot = x_dot + tau * xacc
+    theta = theta + tau * theta_dot
+    theta_dot = theta_dot + tau * thetaacc
+    return x, x_dot, theta, theta_dot, (x < -x_t) | (x > x_t) | (theta < -th_t) | (theta > th_t)
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def step(state, actions, elapsed, max_steps, keys, group_size, round_, c, obs, final_obs, reward, terminated, truncated):
     """Advance every env one step in place; finished envs restart from a fresh reset draw.
@@ -107,24 +125,10 @@ def step(state, actions, elapsed, max_steps, keys, group_size, round_, c, obs, f
     Two passes: a branch-free physics pass over all envs, then a reset pass that draws new
     states only for the envs that finished (hashing every env would cost as much as the physics).
     """
-    gravity, masspole, total_mass, length, polemass_length, force_mag, tau, four_thirds, th_t, x_t = c
     n = state.shape[1]
     for i in prange(n):
-        x = state[0, i]
-        x_dot = state[1, i]
-        theta = state[2, i]
-        theta_dot = state[3, i]
-        force = force_mag if actions[i] != 0 else -force_mag
-        sintheta, costheta = sincos(theta)
-        temp = (force + polemass_length * (theta_dot * theta_dot) * sintheta) / total_mass
-        thetaacc = (gravity * sintheta - costheta * temp) / (
-            length * (four_thirds - masspole * (costheta * costheta) / total_mass)
-        )
-        xacc = temp - polemass_length * thetaacc * costheta / total_mass
-        x = x + tau * x_dot
-        x_dot = x_dot + tau * xacc
-        theta = theta + tau * theta_dot
-        theta_dot = theta_dot + tau * thetaacc
+        x, x_dot, theta, theta_dot, term = _physics(state[0, i], state[1, i], state[2, i], state[3, i],
+                                                    actions[i] != 0, c)
         final_obs[0, i] = state[0, i] = obs[0, i] = x
         final_obs[1, i] = state[1, i] = obs[1, i] = x_dot
         final_obs[2, i] = state[2, i] = obs[2, i] = theta
@@ -132,7 +136,7 @@ def step(state, actions, elapsed, max_steps, keys, group_size, round_, c, obs, f
         e = elapsed[i] + 1
         elapsed[i] = e
         reward[i] = 1.0
-        terminated[i] = (x < -x_t) | (x > x_t) | (theta < -th_t) | (theta > th_t)
+        terminated[i] = term
         truncated[i] = e >= max_steps
     for i in prange(n):
         if terminated[i] | truncated[i]:
@@ -183,3 +187,89 @@ def count_invalid_actions(actions):
         if a != 0 and a != 1:
             bad += 1
     return bad
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def collect(greedy, eps, keys, draws, width, state, elapsed, max_steps, env_keys, round_, c, replay, pos, size,
+            obs, ep_return, finished, finished_return, env_steps, sample_idx):
+    """One vector step of a population's training loop on the CPU, fused: epsilon-greedy actions,
+    the env step with autoreset, the transitions written into the replay rings, the episode
+    bookkeeping, the counters, and this iteration's replay sample indices.
+
+    The same arithmetic, in the same order and precision, as the torch path of
+    ``fastdqn.engine.Engine.collect`` (which the tests hold it to, bit for bit):
+
+    * agent k's random words are SplitMix64 of ``keys[k] + (draws * width + j) * GOLDEN``;
+      column j < N decides env j's action (u = top 24 bits / 2**24: explore if u < eps[k], then
+      action floor(u * 2 / eps[k])), columns N + b give sample index b: ``(h >> 32) * size >> 32``;
+    * greedy [K, N] int64: the network's argmax actions; eps [K] float32;
+    * state [4, K*N], elapsed [K*N], env_keys [K], round_ [1]: the envs (one seed group per agent),
+      c: :func:`physics_constants`; a finished env restarts from reset draw ``round_``;
+    * replay [K, C, 12] packed rows ``obs | action | reward | next_obs | terminated | truncated``
+      written at ``pos``; pos, size, draws, env_steps: 0-d int64 counters advanced here;
+    * obs [K, N, 4] the agents' current observations; ep_return [K, N] running returns;
+      finished / finished_return [K]: episodes ended and their summed returns (accumulated);
+    * sample_idx [K, B]: output (B may be 0).
+    """
+    k_agents, n = greedy.shape
+    cap = replay.shape[1]
+    p0 = pos[()]
+    size_after = min(size[()] + n, cap)
+    base = np.uint64(draws[()]) * np.uint64(width)
+    rnd = np.uint64(round_[0])
+    two = np.float32(2.0)
+    for k in prange(k_agents):
+        key = np.uint64(keys[k])
+        e = eps[k]
+        inv = two / max(e, np.float32(1e-30))
+        fin = np.float32(0.0)
+        fin_ret = np.float32(0.0)
+        for i in range(n):
+            h = _mix64(key + (base + np.uint64(i)) * _GOLDEN)
+            u = np.float32(h >> np.uint64(40)) * np.float32(5.9604644775390625e-08)  # 2**-24
+            a = greedy[k, i]
+            if u < e:
+                a = np.int64(min(u * inv, np.float32(1.0)))
+            j = k * n + i
+            row = (p0 + i) % cap
+            for d in range(4):
+                replay[k, row, d] = obs[k, i, d]
+            replay[k, row, 4] = a
+            replay[k, row, 5] = 1.0
+            x, x_dot, theta, theta_dot, term = _physics(state[0, j], state[1, j], state[2, j], state[3, j], a != 0, c)
+            el = elapsed[j] + 1
+            trunc = el >= max_steps
+            replay[k, row, 6] = x
+            replay[k, row, 7] = x_dot
+            replay[k, row, 8] = theta
+            replay[k, row, 9] = theta_dot
+            replay[k, row, 10] = term
+            replay[k, row, 11] = trunc
+            ret = ep_return[k, i] + np.float32(1.0)
+            if term | trunc:
+                fin += np.float32(1.0)
+                fin_ret += ret
+                ret = np.float32(0.0)
+                r = (rnd * np.uint64(n) + np.uint64(i)) * _TWO
+                x, x_dot = _uniform_pair(env_keys[k], r + _ONE)
+                theta, theta_dot = _uniform_pair(env_keys[k], r + _TWO)
+                el = 0
+            state[0, j] = obs[k, i, 0] = x
+            state[1, j] = obs[k, i, 1] = x_dot
+            state[2, j] = obs[k, i, 2] = theta
+            state[3, j] = obs[k, i, 3] = theta_dot
+            elapsed[j] = el
+            ep_return[k, i] = ret
+        finished[k] += fin
+        finished_return[k] += fin_ret
+        for b in range(sample_idx.shape[1]):
+            h = _mix64(key + (base + np.uint64(n + b)) * _GOLDEN)
+            sample_idx[k, b] = np.int64(((h >> _S32) * np.uint64(size_after)) >> _S32)
+    pos[()] = (p0 + n) % cap
+    size[()] = size_after
+    env_steps[()] += n
+    draws[()] += 1
+    round_[0] += 1
+
+
+collect_serial = njit(cache=True, error_model="numpy")(_renamed(collect.py_func, "collect_serial"))
