@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fastdqn.config import DEFAULT_PRESET, PRESETS
 
     p = argparse.ArgumentParser(prog="fastdqn", description="Vectorized DQN on batched CartPole.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,play,bench-env}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,play,profile,bench-env}")
 
     t = sub.add_parser("train", help="train an agent (the main job)",
                        description="Train a DQN agent. Writes config.json, metrics.csv, evals.csv, checkpoint.pt, "
@@ -73,6 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--steps", type=int, default=500, help="at most this many frames (default: 500)")
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--agent", type=int, default=0, help="which agent of a population run (default: 0)")
+
+    pr = sub.add_parser("profile", help="time each phase of the training iteration (act, env, store, sample, update, ...)",
+                        description="Run the training engine for --warmup + --iterations iterations (after the replay "
+                                    "has filled to learning_starts) and report per phase the mean, p50 and p95 "
+                                    "microseconds per iteration and the share of the iteration. Writes profile.json, "
+                                    "profile.png and, in trace mode, trace.json (Perfetto / chrome://tracing).")
+    pr.add_argument("--preset", help=f"starting config: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})")
+    pr.add_argument("--population", type=int, default=1, metavar="K", help="agents trained as one batch (default: 1)")
+    pr.add_argument("--iterations", type=int, default=500, help="measured iterations (default: 500)")
+    pr.add_argument("--warmup", type=int, default=50, help="iterations run before measuring (default: 50)")
+    pr.add_argument("--mode", choices=["timer", "trace", "both"], default="timer",
+                    help="timer: wall clocks per phase (cheap); trace: a torch.profiler trace; both (default: timer)")
+    pr.add_argument("--fuse", type=_bool, default=True, metavar="true|false",
+                    help="numba env: the fused collect kernel (true, as training runs) or act/env/store/bookkeeping "
+                         "as separate tensor phases (false)")
+    pr.add_argument("--out", help="output directory (default: runs/profile-<timestamp>); must be new or empty")
+    pr.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                    help="print two earlier reports (profile.json or their directories) side by side and exit")
+    add_config_flags(pr)
 
     b = sub.add_parser("bench-env", help="quick env throughput check (full benchmark: bench/env_throughput.py)")
     b.add_argument("--num-envs", type=int, default=65536)
@@ -143,6 +162,44 @@ def cmd_play(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from fastdqn.config import DEFAULT_PRESET, field_names, preset
+    from fastdqn.engine import population_configs
+    from fastdqn.profile import compare, format_table, load_report, run_profile, write_outputs
+    from fastdqn.train import prepare_run_dir, resolve_device
+
+    if args.compare:
+        print(compare(load_report(args.compare[0]), load_report(args.compare[1])))
+        return 0
+    overrides = {k: v for k, v in vars(args).items() if k in field_names()}
+    if "hidden" in overrides:
+        overrides["hidden"] = tuple(overrides["hidden"])
+    cfg = preset(args.preset or DEFAULT_PRESET).replace(**overrides).validate()
+    configs = population_configs(cfg, args.population)
+    if args.iterations < 1 or args.warmup < 0:
+        raise ValueError(f"--iterations must be >= 1 and --warmup >= 0; got {args.iterations} and {args.warmup}")
+    device, backend, _ = resolve_device(cfg)
+    if device.type == "cpu":
+        import os
+
+        torch.set_num_threads(cfg.torch_threads or (1 if args.population == 1 else len(os.sched_getaffinity(0))))
+    out = prepare_run_dir(args.out or time.strftime("runs/profile-%Y%m%d-%H%M%S"), resume=False)
+    report = run_profile(configs, device, backend, iterations=args.iterations, warmup=args.warmup, mode=args.mode,
+                         out=out, fuse=args.fuse)
+    write_outputs(report, Path(out))
+    if report["phases"]:
+        print(format_table(report))
+    if "trace" in report:
+        print(f"trace: {Path(out) / report['trace']['file']} (open in https://ui.perfetto.dev)")
+    print(f"-> {out}")
+    return 0
+
+
 def cmd_bench_env(args) -> int:
     import time
 
@@ -163,7 +220,8 @@ def cmd_bench_env(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "play": cmd_play, "bench-env": cmd_bench_env}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "play": cmd_play, "profile": cmd_profile,
+                "bench-env": cmd_bench_env}
     try:
         return handlers[args.command](args)
     except ValueError as e:  # ConfigError, RunDirError, CheckpointError and input errors: one line

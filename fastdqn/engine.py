@@ -21,6 +21,7 @@ resuming from a checkpoint continues the exact stream.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -88,6 +89,15 @@ def keep_freed_memory() -> None:
 _heap_kept = False
 
 
+PHASES = ("act", "collect", "env", "store", "bookkeeping", "sample", "update", "target")
+_NO_PHASE = contextlib.nullcontext()
+
+
+def no_phase(name: str):
+    """The default phase marker: does nothing (see :attr:`Engine.phase`)."""
+    return _NO_PHASE
+
+
 def stream_key(seed: int) -> int:
     """The key of an agent's exploration and replay-sampling stream."""
     return rng.splitmix64(rng.seed_key(seed) ^ _STREAM)
@@ -153,6 +163,7 @@ class Engine:
         self.host_iterations = 0
         self.host_updates = 0
         self.iteration_fn = self.iteration
+        self.phase = no_phase  # name -> context manager around each phase (fastdqn.profile sets timers)
         self._collect_kernel = None
         if backend == "numba" and fuse:  # the fused CPU kernel and its (persistent) buffers as numpy views
             from fastdqn.kernels import cartpole_numba as kernels
@@ -184,12 +195,19 @@ class Engine:
     def iteration(self, learn: bool) -> torch.Tensor:
         """Advance every agent one vector step (and, if ``learn``, ``gradient_steps`` updates).
         Returns the per-agent loss of the last update (device tensor; zeros before learning)."""
-        cfg, b = self.cfg, self.cfg.batch_size
-        greedy = self.net.forward(self.learner.param_views, self.obs)[0].argmax(dim=2)
-        idx = self.collect(greedy, self.epsilon(), learn)  # act, step, store, bookkeeping
-        if learn:  # sample, update (and target update)
+        cfg, b, phase = self.cfg, self.cfg.batch_size, self.phase
+        with phase("act"):
+            greedy = self.net.forward(self.learner.param_views, self.obs)[0].argmax(dim=2)
+            eps = self.epsilon()
+        idx = self.collect(greedy, eps, learn)  # act (epsilon-greedy), env step, store, bookkeeping
+        if learn:
             for g in range(cfg.gradient_steps):
-                self.last_loss.copy_(self.learner.update(self.replay.gather(idx[:, g * b:(g + 1) * b])))
+                with phase("sample"):
+                    batch = self.replay.gather(idx[:, g * b:(g + 1) * b])
+                with phase("update"):
+                    self.last_loss.copy_(self.learner.gradient_step(batch))
+                with phase("target"):
+                    self.learner.update_target()
         return self.last_loss
 
     def collect(self, greedy: torch.Tensor, eps: torch.Tensor, learn: bool) -> torch.Tensor:
@@ -201,30 +219,33 @@ class Engine:
         :func:`fastdqn.kernels.cartpole_numba.collect` (~35 small tensor ops cost more than the
         work); otherwise the tensor program below, which compiles and captures. Both compute the
         same numbers in the same order (tested bit for bit)."""
+        phase = self.phase
         if self._collect_kernel is not None and not torch.compiler.is_compiling():
-            self._collect_kernel(greedy.numpy(), eps.view(-1).numpy(), *self._collect_args, self._idx_np[learn])
+            with phase("collect"):
+                self._collect_kernel(greedy.numpy(), eps.view(-1).numpy(), *self._collect_args, self._idx_np[learn])
             return self._sample_idx if learn else self._no_idx
         k, n = self.agents, self.num_envs
-        bits = self.random_bits(self.width if learn else n)
-        # act: epsilon-greedy; u < eps explores, and then u / eps is uniform in [0, 1)
-        u = _lsr(bits[:, :n], 40).to(torch.float32) * (2.0**-24)
-        explore = (u * self.n_actions / eps.clamp(min=1e-30)).clamp_(max=self.n_actions - 1).long()
-        actions = torch.where(u < eps, explore, greedy)
-        # step
-        res = self.env.step(actions.view(-1), check=False)
-        reward = res.reward.view(k, n)
-        terminated, truncated = res.terminated.view(k, n), res.truncated.view(k, n)
-        # store
-        self.replay.add(self.obs, actions, reward, res.final_obs.reshape(k, n, self.obs_dim), terminated, truncated)
-        self.obs.copy_(res.obs.reshape(k, n, self.obs_dim))
-        # episode bookkeeping
-        done = terminated | truncated
-        self.ep_return.add_(reward)
-        self.finished.add_(done.sum(1))
-        self.finished_return.add_((self.ep_return * done).sum(1))
-        self.ep_return.masked_fill_(done, 0.0)
-        self.env_steps.add_(n)
-        self.draws.add_(1)
+        with phase("act"):  # epsilon-greedy; u < eps explores, and then u / eps is uniform in [0, 1)
+            bits = self.random_bits(self.width if learn else n)
+            u = _lsr(bits[:, :n], 40).to(torch.float32) * (2.0**-24)
+            explore = (u * self.n_actions / eps.clamp(min=1e-30)).clamp_(max=self.n_actions - 1).long()
+            actions = torch.where(u < eps, explore, greedy)
+        with phase("env"):
+            res = self.env.step(actions.view(-1), check=False)
+            reward = res.reward.view(k, n)
+            terminated, truncated = res.terminated.view(k, n), res.truncated.view(k, n)
+        with phase("store"):
+            self.replay.add(self.obs, actions, reward, res.final_obs.reshape(k, n, self.obs_dim), terminated,
+                            truncated)
+            self.obs.copy_(res.obs.reshape(k, n, self.obs_dim))
+        with phase("bookkeeping"):
+            done = terminated | truncated
+            self.ep_return.add_(reward)
+            self.finished.add_(done.sum(1))
+            self.finished_return.add_((self.ep_return * done).sum(1))
+            self.ep_return.masked_fill_(done, 0.0)
+            self.env_steps.add_(n)
+            self.draws.add_(1)
         return (_lsr(bits[:, n:], 32) * self.replay.size) >> 32  # uniform indices into the filled rows
 
     def learns_next(self) -> bool:

@@ -275,6 +275,13 @@ class Learner:
     @torch.no_grad()
     def update(self, batch: Batch) -> torch.Tensor:
         """One gradient step on ``batch`` for every agent, then the target-network update."""
+        loss = self.gradient_step(batch)
+        self.update_target()
+        return loss
+
+    @torch.no_grad()
+    def gradient_step(self, batch: Batch) -> torch.Tensor:
+        """Loss, gradient, optional per-agent clipping and the Adam step; returns the loss ``[K]``."""
         loss, grads = self.loss_and_grads(batch)
         if self.clips:  # as torch.nn.utils.clip_grad_norm_, per agent; grad_clip 0 leaves an agent unclipped
             norm = torch.linalg.vector_norm(grads, dim=1, keepdim=True)
@@ -282,9 +289,13 @@ class Learner:
             grads = grads * scale
         self.optimizer.step(grads, self.lr_active)
         self.updates.add_(1)
+        return loss
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """Move the target towards the online parameters (after :meth:`gradient_step`)."""
         hard = (self.updates % self.period == 0).to(self.tau.dtype)
         self.target.lerp_(self.params, torch.where(self.polyak, self.tau, hard) * self.active)
-        return loss
 
     def state_dict(self) -> dict:
         return {"params": self.params, "target": self.target, "optimizer": self.optimizer.state_dict(),

@@ -86,3 +86,31 @@ def line_chart(path, series, *, title: str, xlabel: str, ylabel: str, hlines=(),
     path = Path(path)
     img.save(path)
     return path
+
+
+def stacked_bar(path, segments, *, title: str, unit: str) -> Path:
+    """One horizontal bar split into ``segments`` = [(label, value, rgb), ...], with a legend
+    giving each value and its share of the total."""
+    from PIL import Image, ImageDraw
+
+    height = TOP + 80 + 18 * len(segments)
+    img = Image.new("RGB", (WIDTH, height), "white")
+    d = ImageDraw.Draw(img)
+    small, big = _font(12), _font(15)
+    total = sum(max(v, 0.0) for _, v, _ in segments) or 1.0
+    pw = WIDTH - LEFT - RIGHT
+    x = LEFT
+    for _, v, rgb in segments:
+        w = pw * max(v, 0.0) / total
+        d.rectangle([x, TOP, x + w, TOP + 40], fill=rgb)
+        x += w
+    d.rectangle([LEFT, TOP, LEFT + pw, TOP + 40], outline="black")
+    d.text((LEFT + pw / 2, 12), title, fill="black", font=big, anchor="mt")
+    for i, (label, v, rgb) in enumerate(segments):
+        y = TOP + 60 + 18 * i
+        d.rectangle([LEFT, y - 6, LEFT + 12, y + 6], fill=rgb)
+        d.text((LEFT + 20, y), f"{label}: {v:.1f} {unit} ({100 * v / total:.1f} %)", fill="black", font=small,
+               anchor="lm")
+    path = Path(path)
+    img.save(path)
+    return path

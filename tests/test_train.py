@@ -372,7 +372,7 @@ def test_interrupt_mid_iteration_leaves_a_consistent_checkpoint(tmp_path, monkey
     the device counters and the replay agree -- and the resumed run continues it as one stream."""
     from fastdqn.learner import Learner
 
-    original, calls = Learner.update, [0]
+    original, calls = Learner.gradient_step, [0]
 
     def update(self, batch):
         calls[0] += 1
@@ -380,7 +380,7 @@ def test_interrupt_mid_iteration_leaves_a_consistent_checkpoint(tmp_path, monkey
             os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered in the middle of the iteration
         return original(self, batch)
 
-    monkeypatch.setattr(Learner, "update", update)
+    monkeypatch.setattr(Learner, "gradient_step", update)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = preset("fast").replace(num_envs=4, hidden=(16, 16), total_steps=2000, learning_starts=200, batch_size=32,
                                  eval_every=0, eval_episodes=2, stop_when_solved=False, progress=False, plot=False,
@@ -398,7 +398,7 @@ def test_interrupt_mid_iteration_leaves_a_consistent_checkpoint(tmp_path, monkey
     assert e["host"]["iterations"] == int(e["draws"]) == int(e["env_steps"]) // cfg.num_envs
     assert summary["updates"] == e["host"]["updates"] == int(e["learner"]["updates"])
 
-    monkeypatch.setattr(Learner, "update", original)
+    monkeypatch.setattr(Learner, "gradient_step", original)
     resumed = train(resume_config(out), out=out, resume=True)
     assert resumed.env_steps == 2000 and resumed.updates == expected_updates(cfg, 2000)
     data, size = replay_of(out)
