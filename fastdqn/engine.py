@@ -109,7 +109,7 @@ class Engine:
     ``configs`` (one per agent) must differ only in :data:`PER_AGENT_FIELDS`. ``backend`` is the
     env backend ("numba": CPU kernel, eager only; "torch": any device, compilable). ``net`` is
     the Q-network (default: the configs' :class:`~fastdqn.learner.MLP`); any object with the
-    same ``init/forward/backward`` interface works, e.g. :class:`~fastdqn.learner.AutogradQNet`.
+    same ``init/views/forward/backward`` interface works, e.g. :class:`~fastdqn.learner.AutogradQNet`.
     ``fuse`` (numba backend): run :meth:`collect` as one fused numba kernel (False: as tensor ops).
     """
 
