@@ -183,7 +183,8 @@ def main(argv=None):
     p.add_argument("--sampler", default="numpy", choices=["numpy", "random"],
                    help="numpy: np.random.choice(replace=False) as the tutorial's Memory.sample; random: random.sample")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--torch-threads", type=int, default=None, help="default: the notebook preset's torch_threads")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="default: the notebook preset's torch_threads (auto: 1 for one agent)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (short warm-up and blocks), *_quick output")
     p.add_argument("--out", default=None, help="output name stem (default: notebook_baseline[_quick])")
     args = p.parse_args(argv)
@@ -191,9 +192,8 @@ def main(argv=None):
         args.warmup, args.block_steps, args.repeats = 200, 300, 2
     stem = args.out or ("notebook_baseline_quick" if args.quick else "notebook_baseline")
     nb = preset("notebook")
-    threads = args.torch_threads if args.torch_threads is not None else nb.torch_threads
-    if threads > 0:
-        torch.set_num_threads(threads)
+    threads = args.torch_threads if args.torch_threads is not None else (nb.torch_threads or 1)  # 0: auto = 1 agent
+    torch.set_num_threads(threads)
     assert (nb.hidden, nb.batch_size, nb.buffer_size, nb.lr, nb.gamma, nb.env_id) == (
         (HIDDEN_SIZE, HIDDEN_SIZE), BATCH_SIZE, MEMORY_SIZE, LEARNING_RATE, GAMMA, "CartPole-v0"), \
         "the notebook preset no longer matches the tutorial's network/batch/memory/lr/gamma/env"
