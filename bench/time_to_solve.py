@@ -179,11 +179,11 @@ def compile_time(config: dict, device: str, backend: str, mode: str, next_calls:
 
     from fastdqn.config import DQNConfig
     from fastdqn.engine import Engine
+    from fastdqn.train import set_threads
 
     cfg = DQNConfig.from_dict(config)
     dev = torch.device(device)
-    if dev.type == "cpu":
-        torch.set_num_threads(cfg.torch_threads or 1)  # as train() does for a single agent
+    set_threads(cfg, 1, dev)  # as train() does for a single agent
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     engine = Engine([cfg], device=dev, backend=backend)
     fn = torch.compile(engine.iteration, mode=mode, fullgraph=backend == "torch")

@@ -43,7 +43,7 @@ from common import RESULTS, loglog, machine_info, median, time_repeats, write_js
 from fastdqn.config import preset  # noqa: E402
 from fastdqn.learner import MLP, Learner  # noqa: E402
 from fastdqn.replay import ReplayBuffer  # noqa: E402
-from fastdqn.train import train  # noqa: E402
+from fastdqn.train import set_threads, train  # noqa: E402
 
 NUM_ENVS = [1, 16, 256, 4096]
 BATCH_SIZES = [64, 256, 1024]
@@ -130,8 +130,7 @@ def update_cell(args, device: str, mode: str, b: int) -> dict:
     blocks. A compile mode compiles ``learner.update`` itself (``torch.compile(learner.update, mode=mode)``)."""
     cfg = cell_config(args, device, mode, 1, b)
     dev = torch.device(device)
-    if dev.type == "cpu":
-        torch.set_num_threads(cfg.torch_threads or 1)  # as train() does for a single agent
+    set_threads(cfg, 1, dev)  # as train() does for a single agent
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     reset_compiler(mode)
     torch.manual_seed(0)

@@ -100,13 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def cmd_train(args) -> int:
-    from fastdqn.config import DEFAULT_PRESET, field_names, preset
-    from fastdqn.train import resume_config, train
+def config_overrides(args) -> dict:
+    """The config fields given as flags (only those given)."""
+    from fastdqn.config import field_names
 
     overrides = {k: v for k, v in vars(args).items() if k in field_names()}
     if "hidden" in overrides:
         overrides["hidden"] = tuple(overrides["hidden"])
+    return overrides
+
+
+def cmd_train(args) -> int:
+    from fastdqn.config import DEFAULT_PRESET, preset
+    from fastdqn.train import resume_config, train
+
+    overrides = config_overrides(args)
     if args.resume:
         if args.out and args.out != args.resume:
             raise ValueError("--out and --resume name different directories; resuming writes into the resumed run")
@@ -166,28 +174,20 @@ def cmd_profile(args) -> int:
     import time
     from pathlib import Path
 
-    import torch
-
-    from fastdqn.config import DEFAULT_PRESET, field_names, preset
+    from fastdqn.config import DEFAULT_PRESET, preset
     from fastdqn.engine import population_configs
     from fastdqn.profile import compare, format_table, load_report, run_profile, write_outputs
-    from fastdqn.train import prepare_run_dir, resolve_device
+    from fastdqn.train import prepare_run_dir, resolve_device, set_threads
 
     if args.compare:
         print(compare(load_report(args.compare[0]), load_report(args.compare[1])))
         return 0
-    overrides = {k: v for k, v in vars(args).items() if k in field_names()}
-    if "hidden" in overrides:
-        overrides["hidden"] = tuple(overrides["hidden"])
-    cfg = preset(args.preset or DEFAULT_PRESET).replace(**overrides).validate()
+    cfg = preset(args.preset or DEFAULT_PRESET).replace(**config_overrides(args)).validate()
     configs = population_configs(cfg, args.population)
     if args.iterations < 1 or args.warmup < 0:
         raise ValueError(f"--iterations must be >= 1 and --warmup >= 0; got {args.iterations} and {args.warmup}")
     device, backend, _ = resolve_device(cfg)
-    if device.type == "cpu":
-        import os
-
-        torch.set_num_threads(cfg.torch_threads or (1 if args.population == 1 else len(os.sched_getaffinity(0))))
+    set_threads(cfg, args.population, device)
     out = prepare_run_dir(args.out or time.strftime("runs/profile-%Y%m%d-%H%M%S"), resume=False)
     report = run_profile(configs, device, backend, iterations=args.iterations, warmup=args.warmup, mode=args.mode,
                          out=out, fuse=args.fuse)

@@ -67,6 +67,13 @@ def resolve_device(cfg: DQNConfig) -> tuple[torch.device, str, str]:
     return device, backend, compile_mode
 
 
+def set_threads(cfg: DQNConfig, agents: int, device: torch.device) -> None:
+    """torch's intra-op threads on a CPU: ``cfg.torch_threads``, or (0, auto) one for a single agent
+    and every core this process may use for a population."""
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.torch_threads or (1 if agents == 1 else len(os.sched_getaffinity(0))))
+
+
 def versions() -> dict:
     import numpy
 
@@ -160,8 +167,7 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
         out = next(p for i in range(1, 10**6) if not (p := stem.with_name(stem.name + (f"-{i}" if i > 1 else ""))).exists())
     run_dir = prepare_run_dir(out, resume)
     device, backend, compile_mode = resolve_device(cfg)
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.torch_threads or (1 if k == 1 else len(os.sched_getaffinity(0))))
+    set_threads(cfg, k, device)
     (run_dir / "config.json").write_text(json.dumps(config_json(configs), indent=2) + "\n")
 
     # --- set-up -------------------------------------------------------------------------
