@@ -39,13 +39,9 @@ def machine_info() -> dict:
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    from fastdqn.profile import cpu_model
+
+    return cpu_model()
 
 
 def time_repeats(fn, *, repeats: int = 5, min_time: float = 0.2, sync=lambda: None) -> tuple[list[float], int]:
