@@ -127,8 +127,8 @@ class DQNConfig:
                 raise ConfigError(f"{name} must be in [{lo:g}, {hi:g}]; got {v!r}")
         if self.tau == 0.0:
             raise ConfigError("tau must be in (0, 1]; got 0 (the target network would never move)")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0; got {self.lr!r}")
+        if self.lr < 0:
+            raise ConfigError(f"lr must be >= 0 (0 freezes the network); got {self.lr!r}")
         if self.grad_clip < 0 or self.eps_decay < 0:
             bad = "grad_clip" if self.grad_clip < 0 else "eps_decay"
             raise ConfigError(f"{bad} must be >= 0; got {getattr(self, bad)!r}")

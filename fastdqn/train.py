@@ -136,7 +136,7 @@ def config_json(configs: list[DQNConfig]) -> dict:
 
 
 def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, population: int = 1,
-          net=None) -> TrainResult:
+          net=None, on_eval=None) -> TrainResult:
     """Train one agent, or a population trained as one batch; writes config, metrics, evals,
     checkpoint, summary and plot into ``out``.
 
@@ -145,7 +145,10 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
     (:data:`fastdqn.engine.PER_AGENT_FIELDS`). ``resume=True`` continues the run in ``out`` from
     its checkpoint; the configs must then equal the run's except for RESUMABLE_OVERRIDES (build
     them with :func:`resume_config`). ``net``: a Q-network object for the engine (default: the
-    configs' MLP).
+    configs' MLP). ``on_eval(rows)``: called after each evaluation with one row per agent still
+    training (env_step, agent, updates, wall_time_s, eval_mean_return, eval_std_return); it
+    returns the agents to stop (they leave the engine like solved ones; ``fastdqn sweep`` prunes
+    this way).
     """
     t_start = time.perf_counter()
     configs = check_population(list(cfg) if isinstance(cfg, (list, tuple)) else population_configs(cfg, population))
@@ -179,7 +182,7 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
         return e
 
     agents = [{"agent": i, "seed": c.seed, "solved": False, "solved_at_env_step": None, "updates_at_solve": None,
-               "eval_mean_return": None, "eval_std_return": None, **{f: getattr(c, f) for f in PER_AGENT_FIELDS}}
+               "solved_at_wall_s": None, "stopped": False, "eval_mean_return": None, "eval_std_return": None, **{f: getattr(c, f) for f in PER_AGENT_FIELDS}}
               for i, c in enumerate(configs)]
     evals, prior_wall, alive = [], 0.0, list(range(k))
     if ckpt is not None:
@@ -206,6 +209,9 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
 
     def n_solved():
         return sum(a["solved"] for a in agents)
+
+    def all_done():  # every agent solved (when solved agents stop) or stopped by on_eval
+        return all(a["solved"] and freeze or a["stopped"] for a in agents)
 
     def flush(final=False):
         nonlocal since_flush
@@ -238,15 +244,20 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
         rets = engine.evaluate().cpu()
         mean, std = rets.mean(1).tolist(), rets.std(1, unbiased=False).tolist()
         wall = prior_wall + time.perf_counter() - t_start
+        rows = []
         for row, i in enumerate(alive):
             a = agents[i]
-            evals.append({"env_step": engine.host_env_steps, "agent": i, "updates": engine.host_updates,
-                          "wall_time_s": wall, "eval_mean_return": mean[row], "eval_std_return": std[row]})
+            rows.append({"env_step": engine.host_env_steps, "agent": i, "updates": engine.host_updates,
+                         "wall_time_s": wall, "eval_mean_return": mean[row], "eval_std_return": std[row]})
             a["eval_mean_return"], a["eval_std_return"] = mean[row], std[row]
             if mean[row] >= cfg.solve_threshold and not a["solved"]:
-                a.update(solved=True, solved_at_env_step=engine.host_env_steps, updates_at_solve=engine.host_updates)
-        keep = [row for row, i in enumerate(alive) if not agents[i]["solved"]]
-        if freeze and len(keep) < len(alive):  # the solved leave, with the weights that passed
+                a.update(solved=True, solved_at_env_step=engine.host_env_steps, updates_at_solve=engine.host_updates,
+                         solved_at_wall_s=wall)
+        evals.extend(rows)
+        for i in (on_eval(rows) if on_eval is not None else ()):
+            agents[i]["stopped"] = True
+        keep = [row for row, i in enumerate(alive) if not (agents[i]["solved"] and freeze or agents[i]["stopped"])]
+        if len(keep) < len(alive):  # the solved (and the stopped) leave, with the weights that passed
             flush()  # their last metrics rows first
             policies[alive] = engine.learner.params.cpu()
             if keep:
@@ -274,7 +285,7 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
     main_thread = threading.current_thread() is threading.main_thread()
     old_handler = signal.signal(signal.SIGINT, lambda *_: stop.append(1)) if main_thread else None
     try:
-        while engine.host_env_steps < cfg.total_steps and not (freeze and n_solved() == k):
+        while engine.host_env_steps < cfg.total_steps and not all_done():
             if stop:
                 raise KeyboardInterrupt
             updates = engine.host_updates

@@ -332,7 +332,7 @@ def test_first_differing_field_is_named_and_per_agent_fields_may_differ():
     ok = [BASE, BASE.replace(**per)]
     assert check_population(ok) == ok
     with pytest.raises(ConfigError, match="lr"):  # each config is validated too
-        check_population([BASE, BASE.replace(lr=0.0)])
+        check_population([BASE, BASE.replace(lr=-1e-3)])
 
 
 def test_population_configs_seeds():
