@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a DQN agent. Writes config.json, metrics.csv, evals.csv, checkpoint.pt, "
                                    "summary.json and learning_curve.png into the run directory.")
     t.add_argument("--preset", help=f"starting config: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})")
+    t.add_argument("--config", metavar="FILE", help="starting config from a JSON file (a run's config.json or the "
+                   "best.json of `fastdqn sweep`), instead of a preset; flags still override it")
     t.add_argument("--out", help="run directory (default: runs/<env>-<timestamp>); must be new or empty")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint; only "
                    "total_steps, eval_every, stop_when_solved, progress, plot and log_every may be changed")
@@ -110,6 +112,27 @@ def config_overrides(args) -> dict:
     return overrides
 
 
+def config_from_file(path):
+    """A DQNConfig from a JSON file of config fields (extra keys of a population's config.json,
+    ``population`` and ``agents``, are ignored: the file gives one agent's config)."""
+    import json
+    from pathlib import Path
+
+    from fastdqn.config import DQNConfig
+
+    try:
+        d = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"no config file at {path}") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read config file {path}: {type(e).__name__}: {e}") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"config file {path} must hold a JSON object of config fields")
+    d.pop("population", None)
+    d.pop("agents", None)
+    return DQNConfig.from_dict(d)
+
+
 def cmd_train(args) -> int:
     from fastdqn.config import DEFAULT_PRESET, preset
     from fastdqn.train import resume_config, train
@@ -118,9 +141,14 @@ def cmd_train(args) -> int:
     if args.resume:
         if args.out and args.out != args.resume:
             raise ValueError("--out and --resume name different directories; resuming writes into the resumed run")
-        if args.preset or args.population is not None:
-            raise ValueError("--preset and --population cannot be combined with --resume: the run keeps its own config")
+        if args.preset or args.config or args.population is not None:
+            raise ValueError("--preset, --config and --population cannot be combined with --resume: the run keeps "
+                             "its own config")
         cfg = resume_config(args.resume, **overrides)
+    elif args.config:
+        if args.preset:
+            raise ValueError("--preset and --config are two starting configs; give one")
+        cfg = config_from_file(args.config).replace(**overrides).validate()
     else:
         cfg = preset(args.preset or DEFAULT_PRESET).replace(**overrides).validate()
     population = 1 if args.population is None else args.population

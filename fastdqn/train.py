@@ -182,7 +182,8 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
         return e
 
     agents = [{"agent": i, "seed": c.seed, "solved": False, "solved_at_env_step": None, "updates_at_solve": None,
-               "solved_at_wall_s": None, "stopped": False, "eval_mean_return": None, "eval_std_return": None, **{f: getattr(c, f) for f in PER_AGENT_FIELDS}}
+               "solved_at_wall_s": None, "stopped": False, "eval_mean_return": None, "eval_std_return": None,
+               **{f: getattr(c, f) for f in PER_AGENT_FIELDS}}
               for i, c in enumerate(configs)]
     evals, prior_wall, alive = [], 0.0, list(range(k))
     if ckpt is not None:
