@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fastdqn.config import DEFAULT_PRESET, PRESETS
 
     p = argparse.ArgumentParser(prog="fastdqn", description="Vectorized DQN on batched CartPole.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,play,profile,bench-env}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,play,profile,sweep,bench-env}")
 
     t = sub.add_parser("train", help="train an agent (the main job)",
                        description="Train a DQN agent. Writes config.json, metrics.csv, evals.csv, checkpoint.pt, "
@@ -94,6 +94,33 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--compare", nargs=2, metavar=("A", "B"),
                     help="print two earlier reports (profile.json or their directories) side by side and exit")
     add_config_flags(pr)
+
+    sw = sub.add_parser("sweep", help="hyperparameter search with Optuna, K trials trained as one population",
+                        description="Ask an Optuna study for up to --population trials at a time, train them as one "
+                                    "population (per-agent hyperparameters; evaluations reported so the pruner can "
+                                    "stop an agent), tell each its objective; repeat until the study holds --n-trials "
+                                    "trials. Several workers may share one study (SQLite file or any Optuna RDB URL, "
+                                    "e.g. postgresql://). Writes best.json (for `fastdqn train --config`), "
+                                    "history.png and importance.png into --out.")
+    sw.add_argument("--study-name", required=True)
+    sw.add_argument("--storage", default="sqlite:///fastdqn-sweep.db", help="Optuna storage URL "
+                    "(default: sqlite:///fastdqn-sweep.db in the working directory)")
+    sw.add_argument("--create", action="store_true", help="create the study if it does not exist")
+    sw.add_argument("--n-trials", type=int, default=64, help="trials in the whole study, all workers together "
+                    "(default: 64)")
+    sw.add_argument("--population", type=int, default=16, metavar="K", help="trials trained at once (default: 16)")
+    sw.add_argument("--objective", choices=["steps", "wall", "return"], default="steps",
+                    help="steps: env steps to solve (budget + 1 if unsolved; default); wall: seconds to solve; "
+                         "return: final greedy evaluation return (maximised)")
+    sw.add_argument("--space", metavar="FILE", help="search space as JSON or YAML: {field: {type: float|int, low, "
+                    "high, log} | {type: categorical, choices: [...]}} over per-agent fields (default: lr, gamma, "
+                    "eps_end, eps_decay, target_period, grad_clip)")
+    sw.add_argument("--preset", help=f"fixed fields from a preset: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})")
+    sw.add_argument("--out", help="directory for rounds and results (default: runs/sweep-<study>)")
+    sw.add_argument("--heartbeat", type=float, default=10.0, help="seconds between a worker's heartbeats; a worker "
+                    "silent for twice that is taken as dead and its trials are retried (default: 10)")
+    sw.add_argument("--report", action="store_true", help="only print and plot the study as it is")
+    add_config_flags(sw)
 
     b = sub.add_parser("bench-env", help="quick env throughput check (full benchmark: bench/env_throughput.py)")
     b.add_argument("--num-envs", type=int, default=65536)
@@ -228,6 +255,33 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from pathlib import Path
+
+    from fastdqn.config import DEFAULT_PRESET, preset
+
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise ValueError("fastdqn sweep needs Optuna: pip install 'fastdqn[sweep]'") from None
+    from fastdqn import sweep
+
+    cfg = preset(args.preset or DEFAULT_PRESET).replace(**config_overrides(args)).validate()
+    out = Path(args.out) if args.out else Path("runs") / f"sweep-{args.study_name}"
+    if args.report:
+        storage = sweep.open_storage(args.storage, args.heartbeat)
+        study = sweep.open_study(args.study_name, storage, False, None)
+        out.mkdir(parents=True, exist_ok=True)
+        print(sweep.format_summary(sweep.report(study, cfg, out)))
+        return 0
+    space = sweep.load_space(args.space) if args.space else None
+    summary = sweep.run_sweep(cfg, study_name=args.study_name, storage_url=args.storage, n_trials=args.n_trials,
+                              population=args.population, seed=cfg.seed, space=space, objective=args.objective,
+                              create=args.create, out=out, heartbeat=args.heartbeat)
+    print(sweep.format_summary(summary))
+    return 0
+
+
 def cmd_bench_env(args) -> int:
     import time
 
@@ -248,7 +302,7 @@ def cmd_bench_env(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "play": cmd_play, "profile": cmd_profile,
+    handlers = {"train": cmd_train, "eval": cmd_eval, "play": cmd_play, "profile": cmd_profile, "sweep": cmd_sweep,
                 "bench-env": cmd_bench_env}
     try:
         return handlers[args.command](args)

@@ -1,0 +1,327 @@
+"""``fastdqn sweep``: hyperparameter search with Optuna, each round of K trials trained as one population.
+
+A worker asks the study for up to K trials, trains them together (one agent per trial, its
+hyperparameters as per-agent fields, seed ``--seed + trial number``), reports every evaluation
+as an intermediate value so the study's pruner can stop an agent inside the population (it leaves
+the engine), and tells each trial its objective. ``--n-trials`` is study-wide: workers stop asking
+once that many trials are complete, pruned or running, so several workers (processes or machines
+on one RDB storage) share one study. A worker's running trials carry a heartbeat; a worker that
+dies (SIGKILL) leaves them stale, and the next worker marks them failed and re-queues their
+parameters (Optuna's ``RetryFailedTrialCallback``). Ctrl-C marks the round's trials failed and
+exits 130.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+from fastdqn.config import DQNConfig
+from fastdqn.engine import PER_AGENT_FIELDS
+
+DEFAULT_STORAGE = "sqlite:///fastdqn-sweep.db"
+OBJECTIVES = {"steps": "minimize", "wall": "minimize", "return": "maximize"}
+# The default search space: per-agent fields only (structural ones come from --preset and flags).
+DEFAULT_SPACE = {
+    "lr": {"type": "float", "low": 3e-4, "high": 1e-2, "log": True},
+    "gamma": {"type": "float", "low": 0.95, "high": 0.999},
+    "eps_end": {"type": "float", "low": 0.01, "high": 0.1},
+    "eps_decay": {"type": "float", "low": 0.02, "high": 0.2},
+    "target_period": {"type": "int", "low": 10, "high": 200, "log": True},
+    "grad_clip": {"type": "categorical", "choices": [0.0, 1.0, 10.0]},
+}
+SEARCHABLE = tuple(f for f in PER_AGENT_FIELDS if f != "seed")
+
+
+class SweepError(ValueError):
+    """Bad sweep input: a one-line message."""
+
+
+def load_space(path) -> dict:
+    """A search space from a JSON or YAML file: ``{field: {"type": "float"|"int", "low", "high",
+    "log"?} | {"type": "categorical", "choices": [...]}}``, fields among :data:`SEARCHABLE`."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise SweepError(f"cannot read space file {p}: {e.strerror or type(e).__name__}") from None
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            space = yaml.safe_load(text)
+        else:
+            space = json.loads(text)
+    except Exception as e:  # noqa: BLE001 - json and yaml raise their own kinds
+        raise SweepError(f"space file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {type(e).__name__}") from None
+    return check_space(space, str(p))
+
+
+def check_space(space, where: str = "space") -> dict:
+    if not isinstance(space, dict) or not space:
+        raise SweepError(f"{where}: expected a non-empty mapping of field -> distribution")
+    for name, d in space.items():
+        if name not in SEARCHABLE:
+            raise SweepError(f"{where}: {name!r} is not a per-agent field; searchable: {', '.join(SEARCHABLE)}")
+        if not isinstance(d, dict) or d.get("type") not in ("float", "int", "categorical"):
+            raise SweepError(f"{where}: {name} needs a type of float, int or categorical")
+        if d["type"] == "categorical":
+            if not isinstance(d.get("choices"), list) or not d["choices"]:
+                raise SweepError(f"{where}: {name} (categorical) needs a non-empty list of choices")
+        else:
+            lo, hi = d.get("low"), d.get("high")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)) or not lo <= hi:
+                raise SweepError(f"{where}: {name} needs numbers low <= high; got {lo!r}, {hi!r}")
+            if d.get("log") and lo <= 0:
+                raise SweepError(f"{where}: {name} is log-scaled and needs low > 0; got {lo!r}")
+    return space
+
+
+def suggest(trial, space: dict) -> dict:
+    params = {}
+    for name, d in space.items():
+        if d["type"] == "float":
+            params[name] = trial.suggest_float(name, d["low"], d["high"], log=bool(d.get("log")))
+        elif d["type"] == "int":
+            params[name] = trial.suggest_int(name, int(d["low"]), int(d["high"]), log=bool(d.get("log")))
+        else:
+            params[name] = trial.suggest_categorical(name, d["choices"])
+    return params
+
+
+def quiet_optuna() -> None:
+    """Optuna's experimental/deprecation chatter about heartbeats is about our intended use."""
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for category in (optuna.exceptions.ExperimentalWarning, FutureWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"optuna(\..*)?$")
+    warnings.filterwarnings("ignore", message=r".*(Heartbeat|heartbeat|RetryFailedTrialCallback|fail_stale_trials).*")
+
+
+def open_storage(url: str, heartbeat: float):
+    import optuna
+
+    quiet_optuna()
+    beats = {"heartbeat_interval": max(1, round(heartbeat)), "grace_period": max(2, round(2 * heartbeat))}
+    if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
+        beats["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+    else:
+        beats["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=3)
+    try:
+        return optuna.storages.RDBStorage(url, **beats)
+    except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors of every kind
+        raise SweepError(f"cannot open storage {url}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+
+
+def open_study(name: str, storage, create: bool, direction: str):
+    import optuna
+
+    if create:
+        study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True,
+                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=8, n_warmup_steps=1))
+    else:
+        try:
+            study = optuna.load_study(study_name=name, storage=storage,
+                                      pruner=optuna.pruners.MedianPruner(n_startup_trials=8, n_warmup_steps=1))
+        except KeyError:
+            raise SweepError(f"no study named {name!r} in this storage; add --create to start it") from None
+    if direction is not None and study.direction.name.lower() != direction:
+        raise SweepError(f"study {name!r} {study.direction.name.lower()}s its objective; --objective asks to {direction}")
+    return study
+
+
+def counted(study) -> int:
+    """Trials that count towards --n-trials: complete, pruned, running or waiting (not failed)."""
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING,
+                                                          TrialState.WAITING)))
+
+
+def objective_value(objective: str, agent: dict, result, budget: int) -> float:
+    if objective == "steps":
+        return float(agent["solved_at_env_step"] if agent["solved"] else budget + 1)
+    if objective == "wall":
+        return float(agent["solved_at_wall_s"] if agent["solved"] else result.wall_time_s + 1.0)
+    return float(agent["eval_mean_return"] if agent["eval_mean_return"] is not None else 0.0)
+
+
+class Heartbeat:
+    """Records a heartbeat for this worker's running trials every ``interval`` seconds."""
+
+    def __init__(self, storage, interval: float):
+        self.storage, self.interval = storage, interval
+        self.trial_ids: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            for tid in list(self.trial_ids):
+                try:
+                    self.storage.record_heartbeat(tid)
+                except Exception:  # noqa: BLE001 - a missed beat only risks a retry, never the run
+                    pass
+
+
+def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_STORAGE, n_trials: int,
+              population: int, seed: int = 0, space: dict | None = None, objective: str = "steps",
+              create: bool = False, out=None, heartbeat: float = 10.0, log=print) -> dict:
+    """Run rounds until the study holds ``n_trials`` counted trials; returns a summary."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from fastdqn.train import train
+
+    if objective not in OBJECTIVES:
+        raise SweepError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
+    for name, value in (("n-trials", n_trials), ("population", population)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SweepError(f"--{name} must be an integer >= 1; got {value!r}")
+    if population > n_trials:
+        raise SweepError(f"--population ({population}) must not exceed --n-trials ({n_trials})")
+    space = check_space(space if space is not None else DEFAULT_SPACE)
+    base = base.replace(progress=False, plot=False).validate()
+    storage = open_storage(storage_url, heartbeat)
+    study = open_study(study_name, storage, create, OBJECTIVES[objective])
+    out = Path(out) if out is not None else Path("runs") / f"sweep-{study_name}"
+    out.mkdir(parents=True, exist_ok=True)
+    sign = 1.0 if OBJECTIVES[objective] == "maximize" else -1.0  # intermediate values: eval return, oriented
+    t0 = time.perf_counter()
+    rounds = 0
+    with Heartbeat(storage, heartbeat) as beat:
+        while True:
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, then re-queued
+            free = n_trials - counted(study)
+            if free <= 0:
+                break
+            trials = [study.ask() for _ in range(min(population, free))]
+            # Another worker may have asked at the same time: trials beyond n_trials are given back.
+            ranked = sorted(t.number for t in study.get_trials(deepcopy=False, states=(
+                TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)))
+            allowed = set(ranked[:n_trials])
+            for t in [t for t in trials if t.number not in allowed]:
+                study.tell(t, state=TrialState.FAIL)
+            trials = [t for t in trials if t.number in allowed]
+            if not trials:
+                break
+            beat.trial_ids = [t._trial_id for t in trials]
+            params = [suggest(t, space) for t in trials]
+            configs = [base.replace(seed=seed + t.number, **p) for t, p in zip(trials, params)]
+            by_agent = dict(enumerate(trials))
+
+            def on_eval(rows, by_agent=by_agent):
+                stop = []
+                for r in rows:
+                    t = by_agent[r["agent"]]
+                    t.report(sign * r["eval_mean_return"], step=r["env_step"])
+                    if r["eval_mean_return"] < base.solve_threshold and t.should_prune():
+                        stop.append(r["agent"])
+                return stop
+
+            rounds += 1
+            try:
+                result = train(configs, out=out / f"round-{rounds:04d}-{time.strftime('%H%M%S')}-{trials[0].number}",
+                               on_eval=on_eval)
+            except BaseException:
+                for t in trials:
+                    study.tell(t, state=TrialState.FAIL)
+                raise
+            if result.interrupted:
+                for t in trials:
+                    study.tell(t, state=TrialState.FAIL)
+                raise KeyboardInterrupt
+            for t, agent in zip(trials, result.agents):
+                t.set_user_attr("seed", agent["seed"])
+                t.set_user_attr("solved", agent["solved"])
+                t.set_user_attr("solved_at_env_step", agent["solved_at_env_step"])
+                if agent["stopped"]:
+                    study.tell(t, state=TrialState.PRUNED)
+                else:
+                    study.tell(t, objective_value(objective, agent, result, base.total_steps))
+            beat.trial_ids = []
+            log(progress_line(study, n_trials, time.perf_counter() - t0))
+    summary = report(study, base, out)
+    summary.update(rounds=rounds, wall_s=time.perf_counter() - t0)
+    return summary
+
+
+def progress_line(study, n_trials: int, elapsed: float) -> str:
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    complete = [t for t in done if t.state == TrialState.COMPLETE]
+    line = f"{len(done):>4d}/{n_trials} trials done ({len(done) - len(complete)} pruned), {elapsed:7.1f} s"
+    if complete:
+        best = study.best_trial
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+        line += f" | best {best.value:g} (trial {best.number}): {params}"
+    return line
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def report(study, base: DQNConfig, out: Path) -> dict:
+    """Write best.json (a config ``fastdqn train --config`` accepts), history.png and
+    importance.png into ``out``; return a summary of the study."""
+    from optuna.trial import TrialState
+
+    from fastdqn.plot import line_chart, stacked_bar
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+    summary = {"study": study.study_name, "direction": study.direction.name.lower(), "complete": len(complete),
+               "pruned": len(pruned), "best": None}
+    if not complete:
+        return summary
+    best = study.best_trial
+    cfg = base.replace(**best.params).to_dict()
+    (out / "best.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    summary["best"] = {"trial": best.number, "value": best.value, "params": best.params,
+                       "config": str(out / "best.json")}
+    values = [t.value for t in sorted(complete, key=lambda t: t.number)]
+    better = max if summary["direction"] == "maximize" else min
+    running = [better(values[:i + 1]) for i in range(len(values))]
+    xs = list(range(1, len(values) + 1))
+    line_chart(out / "history.png", [("trial value", xs, values, (166, 198, 230), 1),
+                                     ("best so far", xs, running, (31, 119, 180), 3)],
+               title=f"study {study.study_name}: optimization history", xlabel="complete trial", ylabel="objective")
+    if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
+        try:
+            import optuna
+
+            imp = optuna.importance.get_param_importances(study)
+        except (RuntimeError, ValueError):
+            imp = {}
+        if imp:
+            colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+                       (227, 119, 194), (127, 127, 127), (188, 189, 34)]
+            stacked_bar(out / "importance.png", [(k, v, colours[i % len(colours)]) for i, (k, v) in
+                                                 enumerate(imp.items())],
+                        title=f"study {study.study_name}: parameter importance (Optuna's default evaluator)", unit="")
+            summary["importance"] = imp
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    if summary["best"] is None:
+        return f"study {summary['study']}: {summary['complete']} complete, {summary['pruned']} pruned trials; no best yet"
+    b = summary["best"]
+    params = ", ".join(f"{k}={_fmt(v)}" for k, v in b["params"].items())
+    return (f"study {summary['study']}: {summary['complete']} complete, {summary['pruned']} pruned; best "
+            f"{b['value']:g} (trial {b['trial']}): {params} -> {b['config']}")
