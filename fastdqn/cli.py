@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", help="directory for rounds and results (default: runs/sweep-<study>)")
     sw.add_argument("--heartbeat", type=float, default=10.0, help="seconds between a worker's heartbeats; a worker "
                     "silent for twice that is taken as dead and its trials are retried (default: 10)")
+    sw.add_argument("--pruner", choices=["halving", "median", "none"], default="halving",
+                    help="halving: successive halving over env steps, agents of a round compete (default); median: "
+                         "Optuna's MedianPruner against completed trials; none")
     sw.add_argument("--report", action="store_true", help="only print and plot the study as it is")
     add_config_flags(sw)
 
@@ -277,7 +280,7 @@ def cmd_sweep(args) -> int:
     space = sweep.load_space(args.space) if args.space else None
     summary = sweep.run_sweep(cfg, study_name=args.study_name, storage_url=args.storage, n_trials=args.n_trials,
                               population=args.population, seed=cfg.seed, space=space, objective=args.objective,
-                              create=args.create, out=out, heartbeat=args.heartbeat)
+                              create=args.create, out=out, heartbeat=args.heartbeat, pruner=args.pruner)
     print(sweep.format_summary(summary))
     return 0
 

@@ -118,16 +118,34 @@ def open_storage(url: str, heartbeat: float):
         raise SweepError(f"cannot open storage {url}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
 
 
-def open_study(name: str, storage, create: bool, direction: str):
+PRUNERS = ("halving", "median", "none")
+
+
+def make_pruner(kind: str, first_rung: int):
+    """``halving``: asynchronous successive halving over env steps (rungs at first_rung * 2**i; at
+    each, a trial continues if it is in the better half of the trials that reached it, running
+    ones included -- so agents of one population prune each other); ``median``: Optuna's
+    MedianPruner (against completed trials only: it acts from the second round on); ``none``."""
+    import optuna
+
+    if kind == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first_rung, reduction_factor=2)
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=8, n_warmup_steps=first_rung)
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    raise SweepError(f"pruner must be one of {', '.join(PRUNERS)}; got {kind!r}")
+
+
+def open_study(name: str, storage, create: bool, direction: str | None, pruner=None):
     import optuna
 
     if create:
         study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True,
-                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=8, n_warmup_steps=1))
+                                    pruner=pruner)
     else:
         try:
-            study = optuna.load_study(study_name=name, storage=storage,
-                                      pruner=optuna.pruners.MedianPruner(n_startup_trials=8, n_warmup_steps=1))
+            study = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
         except KeyError:
             raise SweepError(f"no study named {name!r} in this storage; add --create to start it") from None
     if direction is not None and study.direction.name.lower() != direction:
@@ -179,7 +197,8 @@ class Heartbeat:
 
 def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_STORAGE, n_trials: int,
               population: int, seed: int = 0, space: dict | None = None, objective: str = "steps",
-              create: bool = False, out=None, heartbeat: float = 10.0, log=print) -> dict:
+              create: bool = False, out=None, heartbeat: float = 10.0, pruner: str = "halving",
+              log=print) -> dict:
     """Run rounds until the study holds ``n_trials`` counted trials; returns a summary."""
     import optuna
     from optuna.trial import TrialState
@@ -196,7 +215,8 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
     space = check_space(space if space is not None else DEFAULT_SPACE)
     base = base.replace(progress=False, plot=False).validate()
     storage = open_storage(storage_url, heartbeat)
-    study = open_study(study_name, storage, create, OBJECTIVES[objective])
+    first_rung = max(base.eval_every, base.learning_starts) * 10
+    study = open_study(study_name, storage, create, OBJECTIVES[objective], make_pruner(pruner, first_rung))
     out = Path(out) if out is not None else Path("runs") / f"sweep-{study_name}"
     out.mkdir(parents=True, exist_ok=True)
     sign = 1.0 if OBJECTIVES[objective] == "maximize" else -1.0  # intermediate values: eval return, oriented
@@ -224,13 +244,10 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
             by_agent = dict(enumerate(trials))
 
             def on_eval(rows, by_agent=by_agent):
-                stop = []
-                for r in rows:
-                    t = by_agent[r["agent"]]
-                    t.report(sign * r["eval_mean_return"], step=r["env_step"])
-                    if r["eval_mean_return"] < base.solve_threshold and t.should_prune():
-                        stop.append(r["agent"])
-                return stop
+                for r in rows:  # every agent reports before any is judged: they compete at this step
+                    by_agent[r["agent"]].report(sign * r["eval_mean_return"], step=r["env_step"])
+                return [r["agent"] for r in rows
+                        if r["eval_mean_return"] < base.solve_threshold and by_agent[r["agent"]].should_prune()]
 
             rounds += 1
             try:
