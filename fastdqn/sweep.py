@@ -229,46 +229,49 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
             if free <= 0:
                 break
             trials = [study.ask() for _ in range(min(population, free))]
-            # Another worker may have asked at the same time: trials beyond n_trials are given back.
-            ranked = sorted(t.number for t in study.get_trials(deepcopy=False, states=(
-                TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)))
-            allowed = set(ranked[:n_trials])
-            for t in [t for t in trials if t.number not in allowed]:
-                study.tell(t, state=TrialState.FAIL)
-            trials = [t for t in trials if t.number in allowed]
-            if not trials:
-                break
-            beat.trial_ids = [t._trial_id for t in trials]
-            params = [suggest(t, space) for t in trials]
-            configs = [base.replace(seed=seed + t.number, **p) for t, p in zip(trials, params)]
-            by_agent = dict(enumerate(trials))
-
-            def on_eval(rows, by_agent=by_agent):
-                for r in rows:  # every agent reports before any is judged: they compete at this step
-                    by_agent[r["agent"]].report(sign * r["eval_mean_return"], step=r["env_step"])
-                return [r["agent"] for r in rows
-                        if r["eval_mean_return"] < base.solve_threshold and by_agent[r["agent"]].should_prune()]
-
-            rounds += 1
+            told: set[int] = set()
             try:
+                # Another worker may have asked at the same time: trials beyond n_trials go back as failed.
+                ranked = sorted(t.number for t in study.get_trials(deepcopy=False, states=(
+                    TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)))
+                allowed = set(ranked[:n_trials])
+                for t in trials:
+                    if t.number not in allowed:
+                        study.tell(t, state=TrialState.FAIL)
+                        told.add(t.number)
+                trials = [t for t in trials if t.number in allowed]
+                if not trials:
+                    break
+                beat.trial_ids = [t._trial_id for t in trials]
+                params = [suggest(t, space) for t in trials]
+                configs = [base.replace(seed=seed + t.number, **p) for t, p in zip(trials, params)]
+                by_agent = dict(enumerate(trials))
+
+                def on_eval(rows, by_agent=by_agent):
+                    for r in rows:  # every agent reports before any is judged: they compete at this step
+                        by_agent[r["agent"]].report(sign * r["eval_mean_return"], step=r["env_step"])
+                    return [r["agent"] for r in rows
+                            if r["eval_mean_return"] < base.solve_threshold and by_agent[r["agent"]].should_prune()]
+
+                rounds += 1
                 result = train(configs, out=out / f"round-{rounds:04d}-{time.strftime('%H%M%S')}-{trials[0].number}",
                                on_eval=on_eval)
-            except BaseException:
+                if result.interrupted:
+                    raise KeyboardInterrupt
+                for t, agent in zip(trials, result.agents):
+                    t.set_user_attr("seed", agent["seed"])
+                    t.set_user_attr("solved", agent["solved"])
+                    t.set_user_attr("solved_at_env_step", agent["solved_at_env_step"])
+                    if agent["stopped"]:
+                        study.tell(t, state=TrialState.PRUNED)
+                    else:
+                        study.tell(t, objective_value(objective, agent, result, base.total_steps))
+                    told.add(t.number)
+            except BaseException:  # Ctrl-C or an error: this round's trials end failed, not left running
                 for t in trials:
-                    study.tell(t, state=TrialState.FAIL)
+                    if t.number not in told:
+                        study.tell(t, state=TrialState.FAIL)
                 raise
-            if result.interrupted:
-                for t in trials:
-                    study.tell(t, state=TrialState.FAIL)
-                raise KeyboardInterrupt
-            for t, agent in zip(trials, result.agents):
-                t.set_user_attr("seed", agent["seed"])
-                t.set_user_attr("solved", agent["solved"])
-                t.set_user_attr("solved_at_env_step", agent["solved_at_env_step"])
-                if agent["stopped"]:
-                    study.tell(t, state=TrialState.PRUNED)
-                else:
-                    study.tell(t, objective_value(objective, agent, result, base.total_steps))
             beat.trial_ids = []
             log(progress_line(study, n_trials, time.perf_counter() - t0))
     summary = report(study, base, out)
