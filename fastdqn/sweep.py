@@ -137,15 +137,18 @@ def make_pruner(kind: str, first_rung: int):
     raise SweepError(f"pruner must be one of {', '.join(PRUNERS)}; got {kind!r}")
 
 
-def open_study(name: str, storage, create: bool, direction: str | None, pruner=None):
+def open_study(name: str, storage, create: bool, direction: str | None, pruner=None, seed: int | None = None):
+    """The study ``name`` (created with ``create``); its TPE sampler is seeded with ``seed``, so one
+    worker's sweep samples the same configs again (give concurrent workers different seeds)."""
     import optuna
 
+    sampler = optuna.samplers.TPESampler(seed=seed)
     if create:
         study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True,
-                                    pruner=pruner)
+                                    pruner=pruner, sampler=sampler)
     else:
         try:
-            study = optuna.load_study(study_name=name, storage=storage, pruner=pruner)
+            study = optuna.load_study(study_name=name, storage=storage, pruner=pruner, sampler=sampler)
         except KeyError:
             raise SweepError(f"no study named {name!r} in this storage; add --create to start it") from None
     if direction is not None and study.direction.name.lower() != direction:
@@ -216,7 +219,7 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
     base = base.replace(progress=False, plot=False).validate()
     storage = open_storage(storage_url, heartbeat)
     first_rung = max(base.eval_every, base.learning_starts) * 10
-    study = open_study(study_name, storage, create, OBJECTIVES[objective], make_pruner(pruner, first_rung))
+    study = open_study(study_name, storage, create, OBJECTIVES[objective], make_pruner(pruner, first_rung), seed)
     out = Path(out) if out is not None else Path("runs") / f"sweep-{study_name}"
     out.mkdir(parents=True, exist_ok=True)
     sign = 1.0 if OBJECTIVES[objective] == "maximize" else -1.0  # intermediate values: eval return, oriented
