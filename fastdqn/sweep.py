@@ -112,10 +112,20 @@ def open_storage(url: str, heartbeat: float):
         beats["heartbeat_stale_trial_callback"] = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
     else:
         beats["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=3)
-    try:
-        return optuna.storages.RDBStorage(url, **beats)
-    except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors of every kind
-        raise SweepError(f"cannot open storage {url}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    if url.startswith("postgresql://"):  # SQLAlchemy >= 2.1 reads that as psycopg 3; the extra installs psycopg2
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            url = "postgresql+psycopg2://" + url[len("postgresql://"):]
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, **beats)
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors of every kind
+            # Workers started together race to create a new storage's tables: the loser retries.
+            if attempt == 4 or "Failed to import" in str(e) or "could not connect" in str(e).lower():
+                raise SweepError(f"cannot open storage {url}: {type(e).__name__}: "
+                                 f"{str(e).splitlines()[0][:200]}") from None
+            time.sleep(0.1 * (attempt + 1))
 
 
 PRUNERS = ("halving", "median", "none")
@@ -189,13 +199,16 @@ class Heartbeat:
         self._stop.set()
         self._thread.join()
 
+    def beat(self):
+        for tid in list(self.trial_ids):
+            try:
+                self.storage.record_heartbeat(tid)
+            except Exception:  # noqa: BLE001 - a missed beat only risks a retry, never the run
+                pass
+
     def _run(self):
         while not self._stop.wait(self.interval):
-            for tid in list(self.trial_ids):
-                try:
-                    self.storage.record_heartbeat(tid)
-                except Exception:  # noqa: BLE001 - a missed beat only risks a retry, never the run
-                    pass
+            self.beat()
 
 
 def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_STORAGE, n_trials: int,
@@ -213,6 +226,8 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
     for name, value in (("n-trials", n_trials), ("population", population)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SweepError(f"--{name} must be an integer >= 1; got {value!r}")
+    if not heartbeat > 0:
+        raise SweepError(f"--heartbeat must be > 0 seconds; got {heartbeat!r}")
     if population > n_trials:
         raise SweepError(f"--population ({population}) must not exceed --n-trials ({n_trials})")
     space = check_space(space if space is not None else DEFAULT_SPACE)
@@ -220,6 +235,8 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
     storage = open_storage(storage_url, heartbeat)
     first_rung = max(base.eval_every, base.learning_starts) * 10
     study = open_study(study_name, storage, create, OBJECTIVES[objective], make_pruner(pruner, first_rung), seed)
+    if "base_config" not in study.user_attrs:  # the fixed fields, for --report's best.json
+        study.set_user_attr("base_config", base.to_dict())
     out = Path(out) if out is not None else Path("runs") / f"sweep-{study_name}"
     out.mkdir(parents=True, exist_ok=True)
     sign = 1.0 if OBJECTIVES[objective] == "maximize" else -1.0  # intermediate values: eval return, oriented
@@ -228,7 +245,9 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
     with Heartbeat(storage, heartbeat) as beat:
         while True:
             optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, then re-queued
-            free = n_trials - counted(study)
+            # Re-queued copies of failed trials wait to be asked (ask() takes them first): they do not
+            # take a place of their own.
+            free = n_trials - counted(study) + len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
             if free <= 0:
                 break
             trials = [study.ask() for _ in range(min(population, free))]
@@ -246,6 +265,7 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
                 if not trials:
                     break
                 beat.trial_ids = [t._trial_id for t in trials]
+                beat.beat()  # at once: a worker killed before its first interval is still seen as dead
                 params = [suggest(t, space) for t in trials]
                 configs = [base.replace(seed=seed + t.number, **p) for t, p in zip(trials, params)]
                 by_agent = dict(enumerate(trials))
@@ -300,7 +320,8 @@ def _fmt(v) -> str:
 
 
 def report(study, base: DQNConfig, out: Path) -> dict:
-    """Write best.json (a config ``fastdqn train --config`` accepts), history.png and
+    """Write best.json (a config ``fastdqn train --config`` accepts: the fixed fields the sweep
+    trained with, recorded on the study, plus the best trial's parameters), history.png and
     importance.png into ``out``; return a summary of the study."""
     from optuna.trial import TrialState
 
@@ -313,6 +334,8 @@ def report(study, base: DQNConfig, out: Path) -> dict:
     if not complete:
         return summary
     best = study.best_trial
+    if "base_config" in study.user_attrs:  # the fixed fields the sweep trained with
+        base = DQNConfig.from_dict(study.user_attrs["base_config"])
     cfg = base.replace(**best.params).to_dict()
     (out / "best.json").write_text(json.dumps(cfg, indent=2) + "\n")
     summary["best"] = {"trial": best.number, "value": best.value, "params": best.params,
