@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--create", action="store_true", help="create the study if it does not exist")
     sw.add_argument("--n-trials", type=int, default=64, help="trials in the whole study, all workers together "
                     "(default: 64)")
-    sw.add_argument("--population", type=int, default=16, metavar="K", help="trials trained at once (default: 16)")
+    sw.add_argument("--population", type=int, default=16, metavar="K", help="trials trained at once, as one "
+                    "population of K x seeds-per-trial agents (default: 16)")
     sw.add_argument("--objective", choices=["steps", "wall", "return"], default="steps",
                     help="steps: env steps to solve (budget + 1 if unsolved; default); wall: seconds to solve; "
                          "return: final greedy evaluation return (maximised)")
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--pruner", choices=["halving", "median", "none"], default="halving",
                     help="halving: successive halving over env steps, agents of a round compete (default); median: "
                          "Optuna's MedianPruner against completed trials; none")
+    sw.add_argument("--seeds-per-trial", type=int, default=1, metavar="S", help="agents (seeds) per trial; its "
+                    "value is their median, so a lucky seed does not win the study (default: 1)")
     sw.add_argument("--report", action="store_true", help="only print and plot the study as it is")
     add_config_flags(sw)
 
@@ -280,7 +283,8 @@ def cmd_sweep(args) -> int:
     space = sweep.load_space(args.space) if args.space else None
     summary = sweep.run_sweep(cfg, study_name=args.study_name, storage_url=args.storage, n_trials=args.n_trials,
                               population=args.population, seed=cfg.seed, space=space, objective=args.objective,
-                              create=args.create, out=out, heartbeat=args.heartbeat, pruner=args.pruner)
+                              create=args.create, out=out, heartbeat=args.heartbeat, pruner=args.pruner,
+                              seeds_per_trial=args.seeds_per_trial)
     print(sweep.format_summary(summary))
     return 0
 

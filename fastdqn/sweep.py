@@ -14,6 +14,7 @@ exits 130.
 from __future__ import annotations
 
 import json
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -214,8 +215,9 @@ class Heartbeat:
 def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_STORAGE, n_trials: int,
               population: int, seed: int = 0, space: dict | None = None, objective: str = "steps",
               create: bool = False, out=None, heartbeat: float = 10.0, pruner: str = "halving",
-              log=print) -> dict:
-    """Run rounds until the study holds ``n_trials`` counted trials; returns a summary."""
+              seeds_per_trial: int = 1, log=print) -> dict:
+    """Run rounds until the study holds ``n_trials`` counted trials; returns a summary. Each trial
+    trains ``seeds_per_trial`` agents (seeds) and its value is the median of theirs."""
     import optuna
     from optuna.trial import TrialState
 
@@ -223,7 +225,8 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
 
     if objective not in OBJECTIVES:
         raise SweepError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
-    for name, value in (("n-trials", n_trials), ("population", population)):
+    s_per = seeds_per_trial
+    for name, value in (("n-trials", n_trials), ("population", population), ("seeds-per-trial", s_per)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise SweepError(f"--{name} must be an integer >= 1; got {value!r}")
     if not heartbeat > 0:
@@ -237,6 +240,10 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
     study = open_study(study_name, storage, create, OBJECTIVES[objective], make_pruner(pruner, first_rung), seed)
     if "base_config" not in study.user_attrs:  # the fixed fields, for --report's best.json
         study.set_user_attr("base_config", base.to_dict())
+    if not study.get_trials(deepcopy=False):  # a new study tries the preset's own values first
+        point = {k: getattr(base, k) for k in space}
+        if all(in_space(v, space[k]) for k, v in point.items()):
+            study.enqueue_trial(point)
     out = Path(out) if out is not None else Path("runs") / f"sweep-{study_name}"
     out.mkdir(parents=True, exist_ok=True)
     sign = 1.0 if OBJECTIVES[objective] == "maximize" else -1.0  # intermediate values: eval return, oriented
@@ -267,28 +274,30 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
                 beat.trial_ids = [t._trial_id for t in trials]
                 beat.beat()  # at once: a worker killed before its first interval is still seen as dead
                 params = [suggest(t, space) for t in trials]
-                configs = [base.replace(seed=seed + t.number, **p) for t, p in zip(trials, params)]
-                by_agent = dict(enumerate(trials))
+                # Trial i is agents i*S .. i*S+S-1 (S = seeds_per_trial), seeds seed + number*S + j.
+                configs = [base.replace(seed=seed + t.number * s_per + j, **p)
+                           for t, p in zip(trials, params) for j in range(s_per)]
+                state = RoundState(trials, s_per, base.solve_threshold, best_steps(study, objective), objective)
 
-                def on_eval(rows, by_agent=by_agent):
-                    for r in rows:  # every agent reports before any is judged: they compete at this step
-                        by_agent[r["agent"]].report(sign * r["eval_mean_return"], step=r["env_step"])
-                    return [r["agent"] for r in rows
-                            if r["eval_mean_return"] < base.solve_threshold and by_agent[r["agent"]].should_prune()]
+                def on_eval(rows, state=state):
+                    return state.on_eval(rows, sign)
 
                 rounds += 1
                 result = train(configs, out=out / f"round-{rounds:04d}-{time.strftime('%H%M%S')}-{trials[0].number}",
                                on_eval=on_eval)
                 if result.interrupted:
                     raise KeyboardInterrupt
-                for t, agent in zip(trials, result.agents):
-                    t.set_user_attr("seed", agent["seed"])
-                    t.set_user_attr("solved", agent["solved"])
-                    t.set_user_attr("solved_at_env_step", agent["solved_at_env_step"])
-                    if agent["stopped"]:
+                for i, t in enumerate(trials):
+                    agents = result.agents[i * s_per:(i + 1) * s_per]
+                    t.set_user_attr("seed", agents[0]["seed"])
+                    t.set_user_attr("seeds", [a["seed"] for a in agents])
+                    t.set_user_attr("solved", all(a["solved"] for a in agents))
+                    t.set_user_attr("solved_at_env_step", [a["solved_at_env_step"] for a in agents])
+                    if any(a["stopped"] for a in agents):
                         study.tell(t, state=TrialState.PRUNED)
                     else:
-                        study.tell(t, objective_value(objective, agent, result, base.total_steps))
+                        study.tell(t, statistics.median(objective_value(objective, a, result, base.total_steps)
+                                                        for a in agents))
                     told.add(t.number)
             except BaseException:  # Ctrl-C or an error: this round's trials end failed, not left running
                 for t in trials:
@@ -300,6 +309,63 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
     summary = report(study, base, out)
     summary.update(rounds=rounds, wall_s=time.perf_counter() - t0)
     return summary
+
+
+def in_space(value, d: dict) -> bool:
+    if d["type"] == "categorical":
+        return value in d["choices"]
+    return d["low"] <= value <= d["high"] and (d["type"] == "float" or float(value).is_integer())
+
+
+class RoundState:
+    """The interval logic of one round: per-trial reports to the pruner and early stops.
+
+    A trial is ``s_per`` agents. After each evaluation every trial still training reports the
+    mean eval return of its agents (oriented by ``sign``), then is judged: the pruner may stop it,
+    and for the ``steps`` objective so may the bound -- once even the most hopeful completion of
+    its agents (each unsolved one solving right now) gives a median of at least the best trial's
+    value, the trial cannot win. Stopping a trial stops all its agents.
+    """
+
+    def __init__(self, trials, s_per: int, threshold: float, bound: float, objective: str):
+        self.trials, self.s_per, self.threshold, self.objective = trials, s_per, threshold, objective
+        self.bound = bound
+        self.solved_at: dict[int, int] = {}  # agent -> env step it solved at
+
+    def on_eval(self, rows, sign: float) -> list[int]:
+        by_trial: dict[int, list] = {}
+        for r in rows:
+            by_trial.setdefault(r["agent"] // self.s_per, []).append(r)
+            if r["eval_mean_return"] >= self.threshold:
+                self.solved_at.setdefault(r["agent"], r["env_step"])
+        if self.objective == "steps":  # trials whose agents have all solved set the bound
+            for i in range(len(self.trials)):
+                agents = range(i * self.s_per, (i + 1) * self.s_per)
+                if all(a in self.solved_at for a in agents):
+                    self.bound = min(self.bound, statistics.median(self.solved_at[a] for a in agents))
+        for i, rs in by_trial.items():  # every trial reports before any is judged: they compete
+            self.trials[i].report(sign * statistics.fmean(r["eval_mean_return"] for r in rs), step=rs[0]["env_step"])
+        stop = []
+        for i, rs in by_trial.items():
+            step = rs[0]["env_step"]
+            agents = range(i * self.s_per, (i + 1) * self.s_per)
+            hopeful = statistics.median(self.solved_at.get(a, step) for a in agents)
+            unsolved = [r["agent"] for r in rs if r["agent"] not in self.solved_at]
+            if unsolved and (hopeful >= self.bound or self.trials[i].should_prune()):
+                stop += unsolved
+        return stop
+
+
+def best_steps(study, objective: str) -> float:
+    """For the ``steps`` objective, the fewest env steps any complete trial needed to solve
+    (infinity before one did; never a bound for the other objectives)."""
+    from optuna.trial import TrialState
+
+    if objective != "steps":
+        return float("inf")
+    solved = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.user_attrs.get("solved")]
+    return min(solved, default=float("inf"))
 
 
 def progress_line(study, n_trials: int, elapsed: float) -> str:
