@@ -20,7 +20,8 @@ a user runs it; ``import torch`` included). Stages, in order (the JSON is rewrit
    ``--fresh-seeds``: env steps to solve (budget + 1 if unsolved) and each final policy's mean
    return over 100 episodes of **Gymnasium's own** CartPole-v1 (reset seed 10000 + seed).
 
-``--train-args`` is appended to every train and sweep command (e.g. ``"--total_steps 4000"`` for a
+``--sweep-args`` is appended to the sweep commands only (e.g. ``"--seeds-per-trial 3"``), and
+``--train-args`` to every train and sweep command (e.g. ``"--total_steps 4000"`` for a
 smoke run). Targets reported: a sweep at K=64 in at most 10x one agent's wall; the best config
 solving in fewer env steps than the fast preset (median over the fresh seeds).
 Writes bench/results/<out>.json and .png (default out: sweep).
@@ -101,7 +102,8 @@ def run_sweep(args, k: int, tmp: Path) -> dict:
     storage = f"sqlite:///{tmp / f'K{k}.db'}"
     out = tmp / f"sweep-K{k}"
     cmd = fastdqn_cmd("sweep", "--study-name", "s", "--create", "--storage", storage, "--n-trials", args.n_trials,
-                      "--population", k, "--seed", args.seed, "--device", args.device, "--out", out, *args.extra)
+                      "--population", k, "--seed", args.seed, "--device", args.device, "--out", out, *args.extra,
+                      *shlex.split(args.sweep_args))
     wall = timed(cmd, echo=f"  [sweep K={k}] ")
     quiet_optuna()
     study = optuna.load_study(study_name="s", storage=storage)
@@ -222,6 +224,7 @@ def main():
     p.add_argument("--fresh-seeds", type=int, nargs="+", default=[1000, 1001, 1002, 1003, 1004])
     p.add_argument("--device", default="cpu")
     p.add_argument("--train-args", default="", help="extra flags appended to every train and sweep command")
+    p.add_argument("--sweep-args", default="", help="extra flags for the sweep commands only (e.g. '--seeds-per-trial 3')")
     p.add_argument("--skip-sequential", action="store_true")
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -229,7 +232,7 @@ def main():
     name = args.out or "sweep"
     result = {"benchmark": "sweep", "machine": machine_info(), "device": args.device, "n_trials": args.n_trials,
               "populations": args.populations, "sweep_seed": args.seed, "single_seeds": args.single_seeds,
-              "train_args": args.train_args}
+              "train_args": args.train_args, "sweep_args": args.sweep_args}
 
     def save():
         write_json(f"{name}.json", result)  # as we go: a long run keeps what it has
