@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="halving: successive halving over env steps, agents of a round compete (default); median: "
                          "Optuna's MedianPruner against completed trials; none")
     sw.add_argument("--seeds-per-trial", type=int, default=1, metavar="S", help="agents (seeds) per trial; its "
-                    "value is their median, so a lucky seed does not win the study (default: 1)")
+                    "value is their mean, so a lucky seed does not win the study (default: 1)")
     sw.add_argument("--report", action="store_true", help="only print and plot the study as it is")
     add_config_flags(sw)
 
