@@ -7,7 +7,7 @@ the engine), and tells each trial its objective. ``--n-trials`` is study-wide: w
 once that many trials are complete, pruned or running, so several workers (processes or machines
 on one RDB storage) share one study. A worker's running trials carry a heartbeat; a worker that
 dies (SIGKILL) leaves them stale, and the next worker marks them failed and re-queues their
-parameters (Optuna's ``RetryFailedTrialCallback``). Ctrl-C marks the round's trials failed and
+parameters (Optuna's retry callback for stale trials). Ctrl-C marks the round's trials failed and
 exits 130.
 """
 
