@@ -538,3 +538,54 @@ def postgres_url():
 @pytest.mark.slow
 def test_two_workers_on_one_postgresql_study_finish_exactly_n_trials(postgres_url, tmp_path):
     two_workers(postgres_url, "pg", 8, tmp_path)
+
+
+class _FakeTrial:
+    """Stands in for an Optuna trial: records reports, answers should_prune as told."""
+
+    def __init__(self, prune=False):
+        self.reports, self.prune, self.asked = [], prune, 0
+
+    def report(self, value, step):
+        self.reports.append((step, value))
+
+    def should_prune(self):
+        self.asked += 1
+        return self.prune
+
+
+def _row(agent, step, ret):
+    return {"agent": agent, "env_step": step, "eval_mean_return": ret}
+
+
+def test_round_state_reports_trial_means_and_stops_what_cannot_win():
+    """Two trials of two seeds each (agents 0-1, 2-3), steps objective, threshold 475, best so far
+    30000 steps. Hand-worked: trial 0 reports the mean of its agents' returns (oriented: -x); at
+    step 20000 agent 0 solves, so trial 0's most hopeful mean is (20000 + 20000) / 2 = 20000 < 30000
+    and it continues; at step 40000 trial 1 (no solve yet) has a hopeful mean of 40000 >= 30000,
+    so both its agents stop without asking the pruner; a solved agent is never stopped."""
+    from fastdqn.sweep import RoundState
+
+    t0, t1 = _FakeTrial(), _FakeTrial()
+    state = RoundState([t0, t1], 2, 475.0, 30000.0, "steps")
+    stop = state.on_eval([_row(0, 20000, 500.0), _row(1, 20000, 100.0), _row(2, 20000, 50.0), _row(3, 20000, 70.0)],
+                         sign=-1.0)
+    assert stop == []
+    assert t0.reports == [(20000, -300.0)] and t1.reports == [(20000, -60.0)]
+    asked = t1.asked  # the pruner was consulted at 20000 (below the bound)
+    stop = state.on_eval([_row(1, 40000, 200.0), _row(2, 40000, 90.0), _row(3, 40000, 80.0)], sign=-1.0)
+    # trial 0: agent 0 solved at 20000, agent 1 unsolved at 40000 -> hopeful mean 30000 >= 30000: stop agent 1
+    assert sorted(stop) == [1, 2, 3]
+    assert asked == 1 and t1.asked == asked  # at 40000 the bound decided; the pruner was not asked
+
+
+def test_round_state_bound_tightens_when_a_trial_finishes_and_pruner_decides_otherwise():
+    from fastdqn.sweep import RoundState
+
+    t0, t1 = _FakeTrial(), _FakeTrial(prune=True)
+    state = RoundState([t0, t1], 1, 475.0, float("inf"), "steps")
+    assert state.on_eval([_row(0, 10000, 480.0), _row(1, 10000, 10.0)], sign=-1.0) == [1]  # pruner says so
+    assert state.bound == 10000  # trial 0 solved with all its agents: the new bound
+    t2 = _FakeTrial()
+    other = RoundState([t2], 1, 475.0, float("inf"), "return")  # no bound for other objectives
+    assert other.on_eval([_row(0, 10**6, 10.0)], sign=1.0) == [] and t2.reports == [(10**6, 10.0)]
