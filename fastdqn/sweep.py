@@ -241,10 +241,6 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
     study = open_study(study_name, storage, create, OBJECTIVES[objective], make_pruner(pruner, first_rung), seed)
     if "base_config" not in study.user_attrs:  # the fixed fields, for --report's best.json
         study.set_user_attr("base_config", base.to_dict())
-    if not study.get_trials(deepcopy=False):  # a new study tries the preset's own values first
-        point = {k: getattr(base, k) for k in space}
-        if all(in_space(v, space[k]) for k, v in point.items()):
-            study.enqueue_trial(point)
     out = Path(out) if out is not None else Path("runs") / f"sweep-{study_name}"
     out.mkdir(parents=True, exist_ok=True)
     sign = 1.0 if OBJECTIVES[objective] == "maximize" else -1.0  # intermediate values: eval return, oriented
@@ -303,19 +299,16 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
             except BaseException:  # Ctrl-C or an error: this round's trials end failed, not left running
                 for t in trials:
                     if t.number not in told:
-                        study.tell(t, state=TrialState.FAIL)
+                        try:
+                            study.tell(t, state=TrialState.FAIL)
+                        except Exception:  # noqa: BLE001 - already finished or storage gone: keep the first error
+                            pass
                 raise
             beat.trial_ids = []
             log(progress_line(study, n_trials, time.perf_counter() - t0))
     summary = report(study, base, out)
     summary.update(rounds=rounds, wall_s=time.perf_counter() - t0)
     return summary
-
-
-def in_space(value, d: dict) -> bool:
-    if d["type"] == "categorical":
-        return value in d["choices"]
-    return d["low"] <= value <= d["high"] and (d["type"] == "float" or float(value).is_integer())
 
 
 class RoundState:
