@@ -221,7 +221,7 @@ def collect(greedy, eps, keys, draws, width, state, elapsed, max_steps, env_keys
     for k in prange(k_agents):
         key = np.uint64(keys[k])
         e = eps[k]
-        inv = two / max(e, np.float32(1e-30))
+        e_safe = max(e, np.float32(1e-30))
         fin = np.float32(0.0)
         fin_ret = np.float32(0.0)
         for i in range(n):
@@ -229,7 +229,7 @@ def collect(greedy, eps, keys, draws, width, state, elapsed, max_steps, env_keys
             u = np.float32(h >> np.uint64(40)) * np.float32(5.9604644775390625e-08)  # 2**-24
             a = greedy[k, i]
             if u < e:
-                a = np.int64(min(u * inv, np.float32(1.0)))
+                a = np.int64(min(u * two / e_safe, np.float32(1.0)))  # (u * A) / eps, as the tensor path
             j = k * n + i
             row = (p0 + i) % cap
             for d in range(4):
