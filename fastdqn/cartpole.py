@@ -13,6 +13,7 @@ row-major memory.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -23,6 +24,7 @@ from fastdqn.kernels import rng
 
 BACKENDS = ("torch", "numba")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_NP_DTYPE = {torch.float32: "float32", torch.float64: "float64"}
 
 # Gymnasium's CartPoleEnv constants (computed the way it computes them, in float64).
 GRAVITY = 9.8
@@ -164,6 +166,113 @@ def _check_positive_int(name: str, value, limit: int = 2**31 - 1) -> int:
     return value
 
 
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed large blocks in the heap instead of returning them to the kernel.
+
+    A population's iteration, and a big batch's step, allocate and free megabyte-sized
+    temporaries; by default glibc serves each from a fresh mmap and unmaps it on free, so every
+    use pays page faults. At K=16 (fast preset, 2-core EPYC) that was ~1.7 ms of system time per
+    iteration, more than the matrix products; a numba step of 4096 envs took 3x as long with its
+    fresh outputs faulted in (bench/NOTES.md). A no-op off glibc.
+    """
+    global _heap_kept
+    if _heap_kept:
+        return
+    _heap_kept = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: serve blocks below 1 GiB from the heap
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of freed heap
+    except (OSError, AttributeError):
+        pass
+
+
+_heap_kept = False
+
+
+_PAGE = 4096
+
+
+def _cpu_arrays(n: int, specs: tuple) -> list[np.ndarray]:
+    """CPU arrays ``[rows, S]`` (``S >= n``; use ``[:, :n]``) carved from one allocation, for the
+    numba kernels. ``specs``: ``(rows, numpy dtype name, phase)`` per array.
+
+    With power-of-two batch sizes, separately allocated rows start at the same offset within a
+    4 KiB page, so the kernels' dozen streams compete for the same few cache sets; on a Zen 3
+    (8-way L1) that halved the step's speed, depending on where the allocator happened to place
+    the outputs. Here each array starts ``phase`` bytes into its own page and each of its rows
+    256 bytes further than the one before, so the streams spread over the sets. Batches with
+    rows under a page are packed (64-byte aligned) instead.
+    """
+    total, align, places = _layout(n, specs)
+    raw = np.empty(total + align, dtype=np.uint8)
+    base = -raw.__array_interface__["data"][0] % align
+    return [raw[base + at: base + at + nbytes].view(dtype).reshape(rows, -1) for at, nbytes, rows, dtype in places]
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(n: int, specs: tuple) -> tuple[int, int, tuple]:
+    """``(total bytes, alignment, ((byte offset, bytes, rows, dtype), ...))`` of :func:`_cpu_arrays`."""
+    small = n * 8 < _PAGE
+    places, total = [], 0
+    for rows, name, phase in specs:
+        dtype = np.dtype(name)
+        row = n * dtype.itemsize
+        stride = -(-row // 64) * 64 if small else -(-row // _PAGE) * _PAGE + 256
+        total = -(-total // 64) * 64 if small else -(-total // _PAGE) * _PAGE + phase
+        places.append((total, rows * stride, rows, dtype))
+        total += rows * stride
+    return total, 64 if small else _PAGE, tuple(places)
+
+
+def _numba_outputs(n: int, dtype: str) -> tuple[list[np.ndarray], StepResult]:
+    """Fresh step outputs for the numba kernel (``dtype``: the state's numpy dtype name): the
+    kernel's arrays (obs and final_obs ``[4, S]``, reward, terminated, truncated ``[S]``) and
+    the :class:`StepResult` of tensor views of their first ``n`` columns."""
+    obs, final_obs, reward, terminated, truncated = _cpu_arrays(
+        n, ((4, dtype, 1024), (4, dtype, 2048), (1, "float32", 3072), (1, "bool", 3584), (1, "bool", 3840)))
+    kernel = [obs, final_obs, reward[0], terminated[0], truncated[0]]
+    # obs and final_obs keep their whole padded rows in their storage (see _rows_for_kernel)
+    return kernel, StepResult(torch.from_numpy(obs)[:, :n].T, torch.from_numpy(reward[0, :n]),
+                              torch.from_numpy(terminated[0, :n]), torch.from_numpy(truncated[0, :n]),
+                              torch.from_numpy(final_obs)[:, :n].T)
+
+
+def _rows_for_kernel(t: torch.Tensor) -> np.ndarray:
+    """The numba kernels' ``[4, >= N]`` array over an ``[N, 4]`` output tensor: C-contiguous (the
+    layout the kernel vectorises) when the tensor's rows are unit-stride runs that fit in its
+    storage (as :meth:`CartPole.new_outputs` makes them), else a strided view (correct, slower)."""
+    rows = t.T
+    stride = rows.stride(0)
+    size = rows.element_size()
+    if rows.stride(1) == 1 and stride >= rows.shape[1] and (
+            rows.storage_offset() + 4 * stride) * size <= rows.untyped_storage().nbytes():
+        return rows.as_strided((4, stride), (stride, 1)).numpy()
+    return rows.numpy()
+
+
+def rollout_actions(num_envs: int, steps: int, key: int) -> torch.Tensor:
+    """The actions ``[steps, num_envs]`` (uint8, 0 or 1) of :meth:`CartPole.rollout` with drawn
+    actions and action key ``key`` (uint64; :func:`fastdqn.kernels.rng.seed_key` of the seed):
+    env i at step t takes bit ``t % 64`` of SplitMix64(``key + ((t // 64) * num_envs + i + 1) *
+    GOLDEN``)."""
+    words = -(-steps // 64)
+    c = torch.arange(words, dtype=torch.int64)[:, None] * num_envs + torch.arange(num_envs) + 1
+    h = _mix64(_as_signed(key) + c * _GOLDEN)  # [words, N]
+    shifts = torch.arange(64, dtype=torch.int64)[None, :, None]
+    bits = (h[:, None, :] >> shifts) & 1  # [words, 64, N]; bit s of the uint64 word
+    return bits.reshape(words * 64, num_envs)[:steps].to(torch.uint8)
+
+
+class RolloutResult(NamedTuple):
+    """What :meth:`CartPole.rollout` returns."""
+
+    reward: torch.Tensor  # [N] float32: the rewards each env collected, summed over the rollout
+    episodes: torch.Tensor  # [N] int64: episodes each env ended (terminated or truncated)
+
+
 class CartPole:
     """``num_envs`` CartPoles stepped as one batch.
 
@@ -221,19 +330,33 @@ class CartPole:
             raise ValueError(f"num_envs ({self.num_envs}) must be a multiple of the number of seeds ({self.groups})")
         self.group_size = self.num_envs // self.groups
         n, dev = self.num_envs, self.device
-        self._state = torch.zeros(4, n, dtype=self.dtype, device=dev)  # struct-of-arrays
-        self._elapsed = torch.zeros(n, dtype=torch.int32, device=dev)
+        if backend == "numba":  # rows padded apart in memory (see _cpu_arrays)
+            keep_freed_memory()  # each step's fresh outputs come from the heap, not a faulted-in mmap
+            state, elapsed = _cpu_arrays(n, ((4, _NP_DTYPE[self.dtype], 0), (1, "int32", 3328)))
+            self._state_np = state
+            self._state = torch.from_numpy(state)[:, :n]  # struct-of-arrays
+            self._elapsed = torch.from_numpy(elapsed[0, :n])
+            self._state.zero_()
+            self._elapsed.zero_()
+        else:
+            self._state = torch.zeros(4, n, dtype=self.dtype, device=dev)  # struct-of-arrays
+            self._elapsed = torch.zeros(n, dtype=torch.int32, device=dev)
         self._keys: list[int] | None = None  # one RNG key (uint64) per group, set by reset()
         self._keys_t = torch.zeros(self.groups, dtype=torch.int64, device=dev)  # the same, as uint64 bits
         self._round = torch.zeros(1, dtype=torch.int64, device=dev)  # draw counter, advanced in place
+        self._out_arrays = (None, None)  # the last out= given to step (checked) and its numba arrays
         if backend == "numba":
-            from fastdqn.kernels import cartpole_numba
+            from fastdqn.kernels import calibrate, cartpole_numba
 
             self._kernels = cartpole_numba
-            parallel = n >= cartpole_numba.PARALLEL_MIN_ENVS
-            self._numba_step = cartpole_numba.step if parallel else cartpole_numba.step_serial
+            # the threaded kernels from the batch size where they beat the serial ones on this machine
+            self.parallel = n >= 256 and n >= calibrate.parallel_min_envs()
+            self._numba_step = cartpole_numba.step if self.parallel else cartpole_numba.step_serial
+            self._numba_rollout = cartpole_numba.rollout if self.parallel else cartpole_numba.rollout_serial
             self._consts = cartpole_numba.physics_constants(self._state.numpy().dtype)
             self._round_np = self._round.numpy()
+            self._elapsed_np = self._elapsed.numpy()
+            self._keys_np = self._keys_t.numpy().view(np.uint64)
         else:
             self._env_index = torch.arange(n, device=dev) % self.group_size  # index within the group
             self._env_keys = torch.zeros(n, dtype=torch.int64, device=dev)  # each env's group key
@@ -308,8 +431,8 @@ class CartPole:
             self._set_keys([rng.seed_key(s) for s in seeds])
             self._round.zero_()
         if self.backend == "numba":
-            self._kernels.reset(self._state.numpy(), self._elapsed.numpy(), self._keys_t.numpy().view(np.uint64),
-                                self.group_size, np.uint64(self._round_np[0]))
+            self._kernels.reset(self._state_np, self._elapsed_np, self._keys_np, self.group_size,
+                                np.uint64(self._round_np[0]))
             self._round_np[0] += 1
         else:
             self._state.copy_(self.draw_resets().T)
@@ -328,54 +451,130 @@ class CartPole:
 
     def numba_buffers(self) -> tuple:
         """The numba backend's buffers as numpy views, for kernels that fuse the step with other
-        work (the trainer's collect kernel): ``state [4, N], elapsed [N], max_episode_steps,
-        group keys [G] (uint64), draw counter [1], physics constants``."""
+        work (the trainer's collect kernel): ``state [4, S >= N]`` (rows padded apart; env i is
+        column i), ``elapsed [N], max_episode_steps, group keys [G] (uint64), draw counter [1],
+        physics constants``."""
         if self.backend != "numba":
             raise ValueError("numba_buffers is available on the numba backend only")
-        return (self._state.numpy(), self._elapsed.numpy(), self.max_episode_steps,
-                self._keys_t.numpy().view(np.uint64), self._round_np, self._consts)
+        return (self._state_np, self._elapsed_np, self.max_episode_steps, self._keys_np, self._round_np,
+                self._consts)
 
-    def step(self, actions: torch.Tensor, check: bool = True) -> StepResult:
+    def new_outputs(self) -> StepResult:
+        """Output tensors for ``step(actions, out=...)``, laid out the way the numba kernel runs
+        fastest (rows padded apart in memory); on the torch backend, plain tensors."""
+        if self.backend == "numba":
+            return _numba_outputs(self.num_envs, _NP_DTYPE[self.dtype])[1]
+        n, dev = self.num_envs, self.device
+        return StepResult(torch.empty(n, 4, dtype=self.dtype, device=dev), torch.empty(n, device=dev),
+                          torch.empty(n, dtype=torch.bool, device=dev), torch.empty(n, dtype=torch.bool, device=dev),
+                          torch.empty(n, 4, dtype=self.dtype, device=dev))
+
+    def step(self, actions: torch.Tensor, check: bool = True, out: StepResult | None = None) -> StepResult:
         """Apply ``actions [N]`` (integer or bool, 0 = left, 1 = right) to every env.
 
         ``check=False`` skips the validation of ``actions`` (for callers whose actions are valid
-        by construction, such as the trainer: the value check reads the tensor on the host)."""
+        by construction, such as the trainer: the value check reads the tensor on the host).
+
+        ``out``: a :class:`StepResult` of tensors to write the results into (and return) instead
+        of allocating new ones each step: obs and final_obs ``[N, 4]`` in the env's dtype,
+        reward ``[N]`` float32, terminated and truncated ``[N]`` bool, on the env's device, not
+        overlapping each other. :meth:`new_outputs` makes a set in the layout the numba kernel
+        runs fastest in; any other strides work too, slower. On the torch backend the results
+        are computed as usual and copied in (no allocation saved; the output addresses stay
+        fixed, which a CUDA graph needs)."""
         if check:
             actions = self._check_actions(actions)
+        if out is not None and out is not self._out_arrays[0]:
+            self._check_out(out)
         if self.backend == "numba":
-            return self._step_numba(actions)
+            return self._step_numba(actions, out)
         sparse = self._sparse_resets and not torch.compiler.is_compiling()  # nonzero() would break a graph
         result, elapsed = self._step_fn(self.state, self._elapsed, actions, self.max_episode_steps, self._env_keys,
                                         self._round, self._env_index, sparse, self.group_size)
         self._round.add_(1)
         self._state.copy_(result.obs.T)
         self._elapsed.copy_(elapsed)
-        return result
+        if out is None:
+            return result
+        for dst, src in zip(out, result, strict=True):
+            dst.copy_(src)
+        return out
 
-    def _step_numba(self, actions: torch.Tensor) -> StepResult:
-        n, dev = self.num_envs, self.device
-        obs = torch.empty(4, n, dtype=self.dtype, device=dev)
-        final_obs = torch.empty(4, n, dtype=self.dtype, device=dev)
-        reward = torch.empty(n, dtype=torch.float32, device=dev)
-        terminated = torch.empty(n, dtype=torch.bool, device=dev)
-        truncated = torch.empty(n, dtype=torch.bool, device=dev)
-        self._numba_step(
-            self._state.numpy(),
-            actions.numpy(),
-            self._elapsed.numpy(),
-            self.max_episode_steps,
-            self._keys_t.numpy().view(np.uint64),
-            self.group_size,
-            np.uint64(self._round_np[0]),
-            self._consts,
-            obs.numpy(),
-            final_obs.numpy(),
-            reward.numpy(),
-            terminated.numpy(),
-            truncated.numpy(),
-        )
-        self._round_np[0] += 1
-        return StepResult(obs.T, reward, terminated, truncated, final_obs.T)
+    def _step_numba(self, actions: torch.Tensor, out: StepResult | None) -> StepResult:
+        if out is None:
+            arrays, out = _numba_outputs(self.num_envs, _NP_DTYPE[self.dtype])
+        elif out is self._out_arrays[0]:
+            arrays = self._out_arrays[1]
+        else:
+            arrays = [_rows_for_kernel(out.obs), _rows_for_kernel(out.final_obs), out.reward.numpy(),
+                      out.terminated.numpy(), out.truncated.numpy()]
+            self._out_arrays = (out, arrays)
+        obs, final_obs, reward, terminated, truncated = arrays
+        self._numba_step(self._state_np, actions.numpy(), self._elapsed_np, self.max_episode_steps, self._keys_np,
+                         self.group_size, self._round_np, self._consts, obs, final_obs, reward, terminated, truncated)
+        return out
+
+    def _check_out(self, out) -> None:
+        if not isinstance(out, StepResult):
+            raise TypeError(f"out must be a StepResult (see CartPole.new_outputs), got {type(out).__name__}")
+        n = self.num_envs
+        want = {"obs": ((n, 4), self.dtype), "reward": ((n,), torch.float32), "terminated": ((n,), torch.bool),
+                "truncated": ((n,), torch.bool), "final_obs": ((n, 4), self.dtype)}
+        for name, (shape, dtype) in want.items():
+            t = getattr(out, name)
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"out.{name} must be a torch.Tensor, got {type(t).__name__}")
+            if tuple(t.shape) != shape or t.dtype != dtype or t.device != self.device:
+                raise ValueError(f"out.{name} must be a {dtype} tensor of shape {shape} on {self.device}, got "
+                                 f"{t.dtype} {tuple(t.shape)} on {t.device}")
+
+    def rollout(self, steps: int, actions="random", seed: int | None = None) -> RolloutResult:
+        """Take ``steps`` steps of every env in one call, keeping only per-env totals: the summed
+        rewards and the number of episodes ended. The envs end exactly where ``steps`` calls of
+        :meth:`step` with the same actions leave them (autoreset included).
+
+        ``actions``: ``"random"`` draws them inside the kernel from a counter-based stream keyed
+        by ``seed`` (None: a fresh key); :func:`rollout_actions` gives the same actions as a
+        tensor. Or a ``[steps, N]`` integer/bool tensor of actions (0 = left, else right).
+        The numba backend runs the whole rollout in one kernel; the torch backend loops over
+        steps (through ``torch.compile`` when the env was made with ``compile=True``)."""
+        steps = _check_positive_int("steps", steps)
+        n = self.num_envs
+        if isinstance(actions, str):
+            if actions != "random":
+                raise ValueError(f"actions must be 'random' or a tensor of shape ({steps}, {n}), got {actions!r}")
+            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+                raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+            key = rng.seed_key(seed)
+            given = None
+        else:
+            if not isinstance(actions, torch.Tensor) or tuple(actions.shape) != (steps, n):
+                shape = tuple(actions.shape) if isinstance(actions, torch.Tensor) else type(actions).__name__
+                raise ValueError(f"actions must be 'random' or a tensor of shape ({steps}, {n}), got {shape}")
+            if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.device != self.device:
+                raise ValueError(f"actions must be an integer or bool tensor on {self.device}, got {actions.dtype} "
+                                 f"on {actions.device}")
+            key, given = 0, actions
+        reward = torch.zeros(n, dtype=torch.float32, device=self.device)
+        episodes = torch.zeros(n, dtype=torch.int64, device=self.device)
+        if self.backend == "numba":
+            acts = given.numpy() if given is not None else np.empty((steps, 0), dtype=np.uint8)
+            self._numba_rollout(self._state_np, self._elapsed_np, self.max_episode_steps, self._keys_np,
+                                self.group_size, self._round_np, self._consts, acts, np.uint64(key), reward.numpy(),
+                                episodes.numpy())
+            return RolloutResult(reward, episodes)
+        for t in range(steps):
+            if given is not None:
+                a = given[t]
+            else:
+                if t % 64 == 0:
+                    c = (t // 64) * n + torch.arange(n, device=self.device) + 1
+                    word = _mix64(_as_signed(key) + c * _GOLDEN)
+                a = (word >> (t % 64)) & 1
+            result = self.step(a, check=False)
+            reward += result.reward
+            episodes += result.terminated | result.truncated
+        return RolloutResult(reward, episodes)
 
     def _check_actions(self, actions) -> torch.Tensor:
         if not isinstance(actions, torch.Tensor):

@@ -27,7 +27,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from fastdqn.cartpole import _GOLDEN, CartPole, _as_signed, _lsr, _mix64
+from fastdqn.cartpole import _GOLDEN, CartPole, _as_signed, _lsr, _mix64, keep_freed_memory
 from fastdqn.config import ConfigError, DQNConfig
 from fastdqn.kernels import rng
 from fastdqn.learner import MLP, Learner
@@ -62,31 +62,6 @@ def check_population(configs) -> list[DQNConfig]:
                 raise ConfigError(f"{f.name} differs between agents (agent 0: {getattr(first, f.name)!r}, agent {k}: "
                                   f"{getattr(c, f.name)!r}); only {', '.join(PER_AGENT_FIELDS)} may differ in a population")
     return configs
-
-
-def keep_freed_memory() -> None:
-    """Ask glibc to keep freed large blocks in the heap instead of returning them to the kernel.
-
-    A population's iteration allocates and frees megabyte-sized temporaries; by default glibc
-    serves each from a fresh mmap and unmaps it on free, so every iteration pays page faults.
-    At K=16 (fast preset, 2-core EPYC) that was ~1.7 ms of system time per iteration, more than
-    the matrix products (bench/NOTES.md). A no-op off glibc.
-    """
-    global _heap_kept
-    if _heap_kept:
-        return
-    _heap_kept = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: serve blocks below 1 GiB from the heap
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of freed heap
-    except (OSError, AttributeError):
-        pass
-
-
-_heap_kept = False
 
 
 PHASES = ("act", "collect", "env", "store", "bookkeeping", "sample", "update", "target")

@@ -1,10 +1,11 @@
-"""CartPole step fused with same-step autoreset, as a parallel numba kernel (CPU).
+"""CartPole kernels for the CPU, in numba: the step fused with same-step autoreset, a multi-step
+rollout, the reset, and the trainer's fused collect step.
 
-One call, two passes over the envs: Gymnasium's Euler step (same expression order as
-``gymnasium.envs.classic_control.cartpole``), termination and truncation for every env, then a
-reset draw from the counter-based RNG in :mod:`fastdqn.kernels.rng` for the finished ones. The arithmetic runs in the
-dtype of ``state`` (float32 or float64): the physical constants arrive as a tuple of that dtype,
-so numba specialises one kernel per dtype and caches it on disk.
+Gymnasium's Euler step (same expression order as ``gymnasium.envs.classic_control.cartpole``),
+termination and truncation for every env, then a reset draw from the counter-based RNG in
+:mod:`fastdqn.kernels.rng` for the finished ones. The arithmetic runs in the dtype of ``state``
+(float32 or float64): the physical constants arrive as a tuple of that dtype, so numba
+specialises one kernel per dtype and caches it on disk.
 """
 
 import types as types_module
@@ -110,37 +111,64 @@ def _physics(x, x_dot, theta, theta_dot, push_right, c):
     return x, x_dot, theta, theta_dot, (x < -x_t) | (x > x_t) | (theta < -th_t) | (theta > th_t)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def step(state, actions, elapsed, max_steps, keys, group_size, round_, c, obs, final_obs, reward, terminated, truncated):
-    """Advance every env one step in place; finished envs restart from a fresh reset draw.
+CHUNK = 1024
+"""Envs per task of the threaded kernels: one chunk's rows (~40 KB) stay in L1/L2 through the passes."""
 
-    Layout is struct-of-arrays: state, obs and final_obs are [4, N] (rows x, x_dot, theta,
-    theta_dot), so each component streams contiguously and the physics loop vectorises.
-    state is read, then overwritten with the post-reset state. actions [N]: 0 = left, anything
-    else = right (validate with :func:`count_invalid_actions`). elapsed [N] int32: steps into
-    the episode. keys uint64 [G]: the RNG key of each group of ``group_size`` consecutive envs
-    (G = 1: one key for all); round_ uint64: the draw counter. c: :func:`physics_constants`.
-    Outputs: obs/final_obs [4, N], reward/terminated/truncated [N].
 
-    Two passes: a branch-free physics pass over all envs, then a reset pass that draws new
-    states only for the envs that finished (hashing every env would cost as much as the physics).
-    """
-    n = state.shape[1]
-    for i in prange(n):
+@njit(inline="always", error_model="numpy")
+def _step_span(state, actions, elapsed, max_steps, keys, group_size, rnd, c, obs, final_obs, reward, terminated,
+               truncated, lo, hi):
+    """Step envs ``lo..hi-1``: physics, then resets for the finished ones, then obs = state.
+
+    Three loops, not one: a loop that stores into three arrays (state, obs, final_obs) needs more
+    run-time overlap checks than LLVM allows and stays scalar (~3x slower on AVX2); these loops
+    vectorise. Indices are unsigned, which spares each access numba's negative-index fix-up
+    (another thing that stops the vectoriser)."""
+    lo = np.uint64(lo)
+    hi = np.uint64(hi)
+    for i in range(lo, hi):
         x, x_dot, theta, theta_dot, term = _physics(state[0, i], state[1, i], state[2, i], state[3, i],
                                                     actions[i] != 0, c)
-        final_obs[0, i] = state[0, i] = obs[0, i] = x
-        final_obs[1, i] = state[1, i] = obs[1, i] = x_dot
-        final_obs[2, i] = state[2, i] = obs[2, i] = theta
-        final_obs[3, i] = state[3, i] = obs[3, i] = theta_dot
+        final_obs[0, i] = state[0, i] = x
+        final_obs[1, i] = state[1, i] = x_dot
+        final_obs[2, i] = state[2, i] = theta
+        final_obs[3, i] = state[3, i] = theta_dot
         e = elapsed[i] + 1
         elapsed[i] = e
         reward[i] = 1.0
         terminated[i] = term
         truncated[i] = e >= max_steps
-    for i in prange(n):
+    for i in range(lo, hi):
         if terminated[i] | truncated[i]:
-            _draw(state, obs, elapsed, keys, group_size, round_, i)
+            _draw(state, elapsed, keys, group_size, rnd, i)
+    for d in range(4):
+        for i in range(lo, hi):
+            obs[d, i] = state[d, i]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def step(state, actions, elapsed, max_steps, keys, group_size, round_, c, obs, final_obs, reward, terminated, truncated):
+    """Advance every env one step in place; finished envs restart from a fresh reset draw.
+
+    Layout is struct-of-arrays: state, obs and final_obs are [4, >= N] (rows x, x_dot, theta,
+    theta_dot; N = len(actions); a row may be longer than N, so callers can pad rows apart in
+    memory), so each component streams contiguously and the physics vectorises. state is read,
+    then overwritten with the post-reset state. actions [N]: 0 = left, anything else = right
+    (validate with :func:`count_invalid_actions`). elapsed [N] int32: steps into the episode.
+    keys uint64 [G]: the RNG key of each group of ``group_size`` consecutive envs (G = 1: one key
+    for all); round_ uint64 [1]: the draw counter, advanced here. c: :func:`physics_constants`.
+    Outputs: obs/final_obs [4, >= N], reward/terminated/truncated [N].
+
+    The envs are cut into chunks of :data:`CHUNK`, one task each; a chunk runs the physics for
+    all its envs, then draws reset states only for its finished ones (hashing every env would cost
+    as much as the physics), then copies the state out to obs.
+    """
+    n = actions.shape[0]
+    rnd = np.uint64(round_[0])
+    for b in prange((n + CHUNK - 1) // CHUNK):
+        _step_span(state, actions, elapsed, max_steps, keys, group_size, rnd, c, obs, final_obs, reward, terminated,
+                   truncated, b * CHUNK, min(n, b * CHUNK + CHUNK))
+    round_[0] += 1
 
 
 def _renamed(fn, name):
@@ -152,30 +180,92 @@ def _renamed(fn, name):
 
 
 # The same kernel without threads: for small batches, waking the thread pool costs more than the
-# work (N=32: ~25 us parallel vs ~2 us serial on 2 cores). fastdqn.CartPole picks by N.
+# work (N=32: ~25 us parallel vs ~2 us serial on 2 cores). fastdqn.CartPole picks by N, from a
+# measurement of both on the machine (fastdqn.kernels.calibrate).
 step_serial = njit(cache=True, error_model="numpy")(_renamed(step.py_func, "step_serial"))
 PARALLEL_MIN_ENVS = 4096
+"""Default switch from the serial to the threaded kernels, where no measurement is available."""
 
 
-@njit
-def _draw(state, obs, elapsed, keys, group_size, round_, i):
-    key = keys[i // group_size]
-    k = (round_ * np.uint64(group_size) + np.uint64(i % group_size)) * _TWO
+@njit(inline="always")
+def _draw(state, elapsed, keys, group_size, round_, i):
+    """Reset env ``i`` (of its group of ``group_size``) to its draw for round ``round_``."""
+    gs = np.uint64(group_size)
+    i = np.uint64(i)
+    key = keys[i // gs]
+    k = (np.uint64(round_) * gs + i % gs) * _TWO
     u0, u1 = _uniform_pair(key, k + _ONE)
     u2, u3 = _uniform_pair(key, k + _TWO)
-    state[0, i] = obs[0, i] = u0
-    state[1, i] = obs[1, i] = u1
-    state[2, i] = obs[2, i] = u2
-    state[3, i] = obs[3, i] = u3
+    state[0, i] = u0
+    state[1, i] = u1
+    state[2, i] = u2
+    state[3, i] = u3
     elapsed[i] = 0
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def rollout(state, elapsed, max_steps, keys, group_size, round_, c, actions, action_key, reward_sum, episodes):
+    """``T`` steps of every env in one call, as ``T`` calls of :func:`step` would take them (same
+    physics, autoreset and reset draws; ``round_`` advances by ``T``), keeping only per-env sums:
+    ``reward_sum [N]`` (float32) and ``episodes [N]`` (int64, episodes ended) are added to.
+
+    ``actions [T, N]`` (0 = left, else right) gives the actions; with ``actions`` of shape
+    ``(T, 0)`` they are drawn here instead: env i's action at step t is bit ``t % 64`` of
+    SplitMix64 of ``action_key + ((t // 64) * N + i + 1) * GOLDEN`` (one hash per 64 steps; see
+    :func:`fastdqn.cartpole.rollout_actions`). Each chunk of :data:`CHUNK` envs runs all ``T``
+    steps while its rows stay in cache.
+    """
+    steps = actions.shape[0]
+    n = reward_sum.shape[0]
+    drawn = actions.shape[1] == 0
+    nn = np.uint64(n)
+    akey = np.uint64(action_key)
+    r0 = np.uint64(round_[0])
+    for b in prange((n + CHUNK - 1) // CHUNK):
+        lo = np.uint64(b * CHUNK)
+        hi = np.uint64(min(n, b * CHUNK + CHUNK))
+        bits = np.empty(CHUNK, np.uint64)
+        act = np.empty(CHUNK, np.bool_)
+        done = np.empty(CHUNK, np.bool_)
+        for t in range(steps):
+            shift = np.uint64(t % 64)
+            if drawn:
+                if shift == 0:
+                    base = np.uint64(t // 64) * nn + _ONE
+                    for i in range(lo, hi):
+                        bits[i - lo] = _mix64(akey + (base + i) * _GOLDEN)
+                for i in range(lo, hi):
+                    act[i - lo] = ((bits[i - lo] >> shift) & _ONE) != 0
+            else:
+                for i in range(lo, hi):
+                    act[i - lo] = actions[t, i] != 0
+            for i in range(lo, hi):
+                x, x_dot, theta, theta_dot, term = _physics(state[0, i], state[1, i], state[2, i], state[3, i],
+                                                            act[i - lo], c)
+                state[0, i] = x
+                state[1, i] = x_dot
+                state[2, i] = theta
+                state[3, i] = theta_dot
+                e = elapsed[i] + 1
+                elapsed[i] = e
+                reward_sum[i] += np.float32(1.0)
+                done[i - lo] = term | (e >= max_steps)
+            for i in range(lo, hi):
+                if done[i - lo]:
+                    _draw(state, elapsed, keys, group_size, r0 + np.uint64(t), i)
+                    episodes[i] += 1
+    round_[0] += steps
+
+
+rollout_serial = njit(cache=True, error_model="numpy")(_renamed(rollout.py_func, "rollout_serial"))
 
 
 @njit(parallel=True, cache=True)
 def reset(state, elapsed, keys, group_size, round_):
-    """Fill every env of ``state`` ([4, N]) with reset draw ``round_`` and zero ``elapsed``
+    """Fill every env of ``state`` ([4, >= N], N = len(elapsed)) with reset draw ``round_`` and zero ``elapsed``
     (``keys``/``group_size`` as in :func:`step`)."""
-    for i in prange(state.shape[1]):
-        _draw(state, state, elapsed, keys, group_size, round_, i)
+    for i in prange(elapsed.shape[0]):
+        _draw(state, elapsed, keys, group_size, round_, i)
 
 
 @njit(cache=True)

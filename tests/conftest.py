@@ -8,10 +8,15 @@ reference -- never from fastdqn itself.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv, CartPoleVectorEnv
+
+# The numba backend switches to its threaded kernels at a batch size it measures per machine;
+# tests pin the switch so that the sizes they pick exercise each kernel on every machine.
+os.environ.setdefault("FASTDQN_PARALLEL_MIN_ENVS", "4096")
 
 X_THRESHOLD = 2.4
 THETA_THRESHOLD = 12 * 2 * math.pi / 360  # 0.20943951023931953, as Gymnasium computes it
