@@ -27,8 +27,15 @@ def machine_info() -> dict:
         "numpy": numpy.__version__,
         "numba": numba.__version__,
         "numba_threads": numba.get_num_threads(),
+        "cpu_family_model": _cpuinfo_field("cpu family") + "/" + _cpuinfo_field("model"),  # 25: Zen 3/4, 26: Zen 5
+        "cpu_cache": _cpuinfo_field("cache size"),
+        "cpu_simd": _cpu_simd(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+    try:
+        info["numba_threading_layer"] = _numba_threading_layer()
+    except Exception as e:  # noqa: BLE001 - informational only
+        info["numba_threading_layer"] = f"unknown ({e})"
     try:
         import gymnasium
 
@@ -36,6 +43,41 @@ def machine_info() -> dict:
     except ImportError:
         pass
     return info
+
+
+def _cpuinfo_field(name: str) -> str:
+    """The first value of ``name`` in /proc/cpuinfo ("?" where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
+    except OSError:
+        pass
+    return "?"
+
+
+def _cpu_simd() -> str:
+    """The SIMD extensions the CPU reports (of those that change the kernels' code), e.g. "avx2 fma"."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown"
+    have = set(flags.split(":", 1)[1].split())
+    return " ".join(f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512vl") if f in have)
+
+
+def _numba_threading_layer() -> str:
+    import numba
+    import numpy as np
+
+    @numba.njit(parallel=True)
+    def touch(a):
+        for i in numba.prange(a.shape[0]):
+            a[i] += 1
+
+    touch(np.zeros(2))  # the layer is chosen at the first parallel call
+    return numba.threading_layer()
 
 
 def _cpu_model() -> str:

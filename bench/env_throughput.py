@@ -1,13 +1,22 @@
 """Random-action env steps per second against batch size N (each env of a batch counts).
 
     python bench/env_throughput.py [--sizes 1 16 256 4096 65536 1048576] [--repeats 5] [--no-compile]
+                                   [--rollout-steps 100]
 
-Methods: fastdqn numba (1 thread and all threads), fastdqn torch CPU (eager and torch.compile),
-fastdqn torch CUDA (when a GPU is present), Gymnasium's CartPoleVectorEnv, Gymnasium's single
-CartPoleEnv (one env, so only N=1), EnvPool (when installed). Each point is the median of
-``--repeats`` timed blocks after a warm-up. Actions come from a pool of 8 pre-drawn random batches
-cycled through, so drawing actions is not timed. Writes bench/results/env_throughput.json and
-env_throughput.png (log-log).
+Two kinds of method, labelled apart:
+
+* one step per call, from Python (``...step...``): fastdqn numba (1 thread and all threads, fresh
+  outputs and ``out=``), fastdqn torch CPU (eager and torch.compile), fastdqn torch CUDA (when a GPU
+  is present), Gymnasium's CartPoleVectorEnv, Gymnasium's single CartPoleEnv (only N=1), gymnax's
+  jitted vmap(step) on JAX's CPU backend (when installed), EnvPool (when installed). Actions come
+  from a pool of 8 pre-drawn random batches cycled through, so drawing them is not timed.
+* T steps per call with the actions drawn inside (``...rollout...``/``...scan...``):
+  ``CartPole.rollout(T)`` (numba; torch on CUDA) against gymnax's jitted ``lax.scan`` of T
+  vmapped steps (bench/gymnax_ref.py), the like-for-like pair.
+
+Each point is the median of ``--repeats`` timed blocks after a warm-up. The JSON records the
+CPU model, its SIMD flags and numba's threading layer. Writes bench/results/env_throughput.json
+and env_throughput.png (log-log).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gymnax_ref  # noqa: E402
 from common import RESULTS, loglog, machine_info, median, time_repeats, write_json  # noqa: E402
 
 import fastdqn  # noqa: E402
@@ -34,10 +44,19 @@ def action_pool(n: int, device="cpu"):
     return itertools.cycle([torch.randint(0, 2, (n,), generator=g).to(device) for _ in range(8)])
 
 
-def fastdqn_stepper(n, backend, device="cpu", compile=False):
+def fastdqn_stepper(n, backend, device="cpu", compile=False, out=False):
     env = fastdqn.CartPole(n, backend=backend, device=device, seed=0, compile=compile)
     pool = action_pool(n, device)
+    if out:
+        outputs = env.new_outputs()
+        return lambda: env.step(next(pool), out=outputs)
     return lambda: env.step(next(pool))
+
+
+def fastdqn_roller(n, steps, backend="numba", device="cpu", compile=False):
+    env = fastdqn.CartPole(n, backend=backend, device=device, seed=0, compile=compile)
+    seeds = itertools.count()
+    return lambda: env.rollout(steps, seed=next(seeds)), steps
 
 
 def gym_vector_stepper(n):
@@ -75,27 +94,31 @@ def envpool_stepper(n):
 
 
 def methods(args):
+    """name -> make(n), which returns a zero-argument callable, or (callable, env steps per env per call)."""
     import numba
 
     all_threads = numba.config.NUMBA_NUM_THREADS
+    T = args.rollout_steps
 
-    def numba_threads(k):
-        def make(n):
+    def numba_threads(k, make):
+        def made(n):
             numba.set_num_threads(k)
-            return fastdqn_stepper(n, "numba")
+            return make(n)
 
-        return make
+        return made
 
     out = {
-        "fastdqn-numba-1thread": numba_threads(1),
-        f"fastdqn-numba-{all_threads}threads": numba_threads(all_threads),
-        "fastdqn-torch-cpu": lambda n: fastdqn_stepper(n, "torch"),
+        "fastdqn-numba-step-1thread": numba_threads(1, lambda n: fastdqn_stepper(n, "numba")),
+        f"fastdqn-numba-step-{all_threads}threads": numba_threads(all_threads, lambda n: fastdqn_stepper(n, "numba")),
+        f"fastdqn-numba-step-out-{all_threads}threads": numba_threads(
+            all_threads, lambda n: fastdqn_stepper(n, "numba", out=True)),
+        "fastdqn-torch-cpu-step": lambda n: fastdqn_stepper(n, "torch"),
     }
     if not args.no_compile:
-        out["fastdqn-torch-cpu-compiled"] = lambda n: fastdqn_stepper(n, "torch", compile=True)
+        out["fastdqn-torch-cpu-step-compiled"] = lambda n: fastdqn_stepper(n, "torch", compile=True)
     if torch.cuda.is_available():
-        out["fastdqn-torch-cuda"] = lambda n: fastdqn_stepper(n, "torch", "cuda")
-        out["fastdqn-torch-cuda-compiled"] = lambda n: fastdqn_stepper(n, "torch", "cuda", compile=True)
+        out["fastdqn-torch-cuda-step"] = lambda n: fastdqn_stepper(n, "torch", "cuda")
+        out["fastdqn-torch-cuda-step-compiled"] = lambda n: fastdqn_stepper(n, "torch", "cuda", compile=True)
     out["gymnasium-CartPoleVectorEnv"] = gym_vector_stepper
     out["gymnasium-CartPoleEnv-single"] = gym_single_stepper
     try:
@@ -104,6 +127,16 @@ def methods(args):
         out["envpool"] = envpool_stepper
     except ImportError:
         print("envpool not installed: skipped")
+    out[f"fastdqn-numba-rollout-T{T}-1thread"] = numba_threads(1, lambda n: fastdqn_roller(n, T))
+    out[f"fastdqn-numba-rollout-T{T}-{all_threads}threads"] = numba_threads(all_threads, lambda n: fastdqn_roller(n, T))
+    if torch.cuda.is_available():
+        out[f"fastdqn-torch-cuda-rollout-T{T}"] = lambda n: fastdqn_roller(n, T, "torch", "cuda")
+        out[f"fastdqn-torch-cuda-rollout-T{T}-compiled"] = lambda n: fastdqn_roller(n, T, "torch", "cuda", True)
+    if gymnax_ref.available():
+        out["gymnax-cpu-jit-step"] = gymnax_ref.make_step
+        out[f"gymnax-cpu-jit-scan-T{T}"] = lambda n: (gymnax_ref.make_rollout(n, T), T)
+    else:
+        print("gymnax not installed (pip install -e '.[gymnax]'): skipped")
     return out
 
 
@@ -113,11 +146,15 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--min-time", type=float, default=0.25, help="seconds per timed block")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd torch backend")
+    p.add_argument("--rollout-steps", type=int, default=100, help="T of the rollout/scan methods (default: 100)")
+    p.add_argument("--only", nargs="+", metavar="PREFIX", help="run only the methods whose names start so")
     p.add_argument("--out", default="env_throughput")
     args = p.parse_args(argv)
 
     rows = []
     for name, make in methods(args).items():
+        if args.only and not name.startswith(tuple(args.only)):
+            continue
         for n in args.sizes:
             if name == "gymnasium-CartPoleEnv-single" and n != 1:
                 continue
@@ -125,32 +162,57 @@ def main(argv=None):
             sync = torch.cuda.synchronize if cuda else (lambda: None)
             t0 = time.perf_counter()
             fn = make(n)
+            fn, per_env = fn if isinstance(fn, tuple) else (fn, 1)
             fn()
             sync()
             setup_s = time.perf_counter() - t0
             per_call, calls = time_repeats(fn, repeats=args.repeats, min_time=args.min_time, sync=sync)
-            sps = [n / t for t in per_call]
+            sps = [n * per_env / t for t in per_call]
             row = {
                 "method": name,
                 "num_envs": n,
+                "steps_per_call": n * per_env,
                 "steps_per_s_median": median(sps),
                 "steps_per_s_repeats": sps,
                 "calls_per_repeat": calls,
-                "setup_and_first_step_s": setup_s,
+                "setup_and_first_call_s": setup_s,
             }
             rows.append(row)
-            print(f"{name:32s} N={n:>8d}  {median(sps) / 1e6:10.2f} M steps/s  (setup {setup_s:.2f}s)", flush=True)
+            print(f"{name:40s} N={n:>8d}  {median(sps) / 1e6:10.2f} M steps/s  (setup {setup_s:.2f}s)", flush=True)
 
-    summary = {}
-    by = {(r["method"], r["num_envs"]): r["steps_per_s_median"] for r in rows}
-    gym_key = "gymnasium-CartPoleVectorEnv"
-    for (m, n), v in by.items():
-        if m.startswith("fastdqn") and (gym_key, n) in by:
-            summary[f"{m} / gymnasium at N={n}"] = v / by[(gym_key, n)]
-    payload = {"benchmark": "env_throughput", "machine": machine_info(), "results": rows, "speedup_vs_gymnasium": summary}
+    payload = {"benchmark": "env_throughput", "machine": machine_info(), "results": rows, **ratios(rows, args)}
+    for key in ("speedup_vs_gymnasium", "rollout_vs_gymnax_scan", "threads_vs_1thread"):
+        for k, v in payload[key].items():
+            print(f"{k}: {v:.2f}x")
     path = write_json(f"{args.out}.json", payload)
     plot(rows, RESULTS / f"{args.out}.png", payload["machine"])
     print("wrote", path)
+
+
+def ratios(rows, args) -> dict:
+    """The benchmark's side-by-side ratios, each at every N both methods ran."""
+    import numba
+
+    by = {(r["method"], r["num_envs"]): r["steps_per_s_median"] for r in rows}
+    threads, T = numba.config.NUMBA_NUM_THREADS, args.rollout_steps
+
+    def pairs(top, bottom, label):
+        return {f"{label} at N={n}": v / by[(bottom, n)] for (m, n), v in by.items() if m == top and (bottom, n) in by}
+
+    gym = {}
+    for m in dict.fromkeys(m for m, _ in by):
+        if m.startswith("fastdqn") and "-step" in m:
+            gym.update(pairs(m, "gymnasium-CartPoleVectorEnv", f"{m} / gymnasium"))
+    return {
+        "speedup_vs_gymnasium": gym,
+        "rollout_vs_gymnax_scan": pairs(f"fastdqn-numba-rollout-T{T}-{threads}threads", f"gymnax-cpu-jit-scan-T{T}",
+                                        f"numba rollout T={T} / gymnax scan T={T}"),
+        "threads_vs_1thread": {**pairs(f"fastdqn-numba-step-{threads}threads", "fastdqn-numba-step-1thread",
+                                       f"numba step {threads} threads / 1 thread"),
+                               **pairs(f"fastdqn-numba-rollout-T{T}-{threads}threads",
+                                       f"fastdqn-numba-rollout-T{T}-1thread",
+                                       f"numba rollout {threads} threads / 1 thread")},
+    }
 
 
 def plot(rows, path, machine):
@@ -163,9 +225,11 @@ def plot(rows, path, machine):
     for name in dict.fromkeys(r["method"] for r in rows):
         pts = [(r["num_envs"], r["steps_per_s_median"]) for r in rows if r["method"] == name]
         xs, ys = zip(*pts)
-        ax.plot(xs, ys, marker="o" if len(xs) > 1 else "*", markersize=6 if len(xs) > 1 else 12, label=name)
-    loglog(ax, "number of envs N", "env steps / s (median)")
-    ax.set_title(f"CartPole random-action throughput\n{machine['cpu']} ({machine['cpu_count']} cores), torch {machine['torch']}")
+        style = "--" if ("rollout" in name or "scan" in name) else "-"
+        ax.plot(xs, ys, style, marker="o" if len(xs) > 1 else "*", markersize=6 if len(xs) > 1 else 12, label=name)
+    loglog(ax, "number of envs N", "env steps / s (median)", legend_size=7)
+    ax.set_title(f"CartPole random-action throughput (dashed: T steps per call)\n{machine['cpu']} "
+                 f"({machine['cpu_count']} cores, {machine.get('cpu_simd', '?')}), torch {machine['torch']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
