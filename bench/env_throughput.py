@@ -132,9 +132,11 @@ def methods(args):
     if torch.cuda.is_available():
         out[f"fastdqn-torch-cuda-rollout-T{T}"] = lambda n: fastdqn_roller(n, T, "torch", "cuda")
         out[f"fastdqn-torch-cuda-rollout-T{T}-compiled"] = lambda n: fastdqn_roller(n, T, "torch", "cuda", True)
+    gymnax_ref.PLATFORM = args.gymnax_platform
     if gymnax_ref.available():
-        out["gymnax-cpu-jit-step"] = gymnax_ref.make_step
-        out[f"gymnax-cpu-jit-scan-T{T}"] = lambda n: (gymnax_ref.make_rollout(n, T), T)
+        where = "cpu" if args.gymnax_platform == "cpu" else "gpu"
+        out[f"gymnax-{where}-jit-step"] = gymnax_ref.make_step
+        out[f"gymnax-{where}-jit-scan-T{T}"] = lambda n: (gymnax_ref.make_rollout(n, T), T)
     else:
         print("gymnax not installed (pip install -e '.[gymnax]'): skipped")
     return out
@@ -147,14 +149,16 @@ def main(argv=None):
     p.add_argument("--min-time", type=float, default=0.25, help="seconds per timed block")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd torch backend")
     p.add_argument("--rollout-steps", type=int, default=100, help="T of the rollout/scan methods (default: 100)")
-    p.add_argument("--only", nargs="+", metavar="PREFIX", help="run only the methods whose names start so")
+    p.add_argument("--only", nargs="+", metavar="PREFIX", help="run only the methods whose names start so, in this order")
+    p.add_argument("--gymnax-platform", choices=["cpu", "cuda"], default="cpu", help="JAX backend of the gymnax rows")
     p.add_argument("--out", default="env_throughput")
     args = p.parse_args(argv)
 
+    chosen = methods(args)
+    if args.only:  # those methods, in the order of the prefixes given
+        chosen = {name: chosen[name] for p in args.only for name in chosen if name.startswith(p)}
     rows = []
-    for name, make in methods(args).items():
-        if args.only and not name.startswith(tuple(args.only)):
-            continue
+    for name, make in chosen.items():
         for n in args.sizes:
             if name == "gymnasium-CartPoleEnv-single" and n != 1:
                 continue
@@ -179,6 +183,7 @@ def main(argv=None):
             }
             rows.append(row)
             print(f"{name:40s} N={n:>8d}  {median(sps) / 1e6:10.2f} M steps/s  (setup {setup_s:.2f}s)", flush=True)
+            write_json(f"{args.out}.json", {"benchmark": "env_throughput", "partial": True, "results": rows})
 
     payload = {"benchmark": "env_throughput", "machine": machine_info(), "results": rows, **ratios(rows, args)}
     for key in ("speedup_vs_gymnasium", "rollout_vs_gymnax_scan", "threads_vs_1thread"):
@@ -205,8 +210,11 @@ def ratios(rows, args) -> dict:
             gym.update(pairs(m, "gymnasium-CartPoleVectorEnv", f"{m} / gymnasium"))
     return {
         "speedup_vs_gymnasium": gym,
-        "rollout_vs_gymnax_scan": pairs(f"fastdqn-numba-rollout-T{T}-{threads}threads", f"gymnax-cpu-jit-scan-T{T}",
-                                        f"numba rollout T={T} / gymnax scan T={T}"),
+        "rollout_vs_gymnax_scan": {
+            **pairs(f"fastdqn-numba-rollout-T{T}-{threads}threads", f"gymnax-cpu-jit-scan-T{T}",
+                    f"numba rollout T={T} / gymnax CPU scan T={T}"),
+            **pairs(f"fastdqn-torch-cuda-rollout-T{T}-compiled", f"gymnax-gpu-jit-scan-T{T}",
+                    f"torch CUDA compiled rollout T={T} / gymnax GPU scan T={T}")},
         "threads_vs_1thread": {**pairs(f"fastdqn-numba-step-{threads}threads", "fastdqn-numba-step-1thread",
                                        f"numba step {threads} threads / 1 thread"),
                                **pairs(f"fastdqn-numba-rollout-T{T}-{threads}threads",

@@ -24,11 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median, time_repeats  # noqa: E402
 
+PLATFORM = "cpu"  # JAX backend; env_throughput.py --gymnax-platform cuda sets "cuda"
+
 
 def _jax():
     import jax
 
-    jax.config.update("jax_platforms", "cpu")  # never touch a GPU, even where one exists
+    jax.config.update("jax_platforms", PLATFORM)  # only this backend, even where another exists
     import gymnax
 
     return jax, gymnax

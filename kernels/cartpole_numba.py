@@ -65,7 +65,7 @@ def _sincos_impl(x):
         xd = np.float64(x)
         k = np.rint(xd * _TWO_OVER_PI)
         r = np.float32((xd - k * _PIO2_HI) - k * _PIO2_LO)
-        q = np.int64(k)
+        q = np.int32(k)  # int32, not int64: AVX2 has no packed double -> int64 conversion
         z = r * r
         s = ((np.float32(-1.9515295891e-4) * z + np.float32(8.3321608736e-3)) * z
              - np.float32(1.6666654611e-1)) * z * r + r
