@@ -128,10 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--report", action="store_true", help="only print and plot the study as it is")
     add_config_flags(sw)
 
-    b = sub.add_parser("bench-env", help="quick env throughput check (full benchmark: bench/env_throughput.py)")
+    b = sub.add_parser("bench-env", help="quick env throughput check (full benchmark: bench/env_throughput.py)",
+                       description="Random-action env steps per second: step() with fresh outputs, step(out=...) "
+                                   "into reused outputs, and rollout(T) (T steps per call, actions drawn inside).")
     b.add_argument("--num-envs", type=int, default=65536)
     b.add_argument("--backend", default="numba", choices=["numba", "torch"])
-    b.add_argument("--steps", type=int, default=200)
+    b.add_argument("--device", default="cpu", help="torch device (the numba backend runs on the CPU only)")
+    b.add_argument("--steps", type=int, default=200, help="timed steps per measurement (default: 200)")
+    b.add_argument("--rollout-steps", type=int, default=100, help="T of the rollout measurement (default: 100)")
     return p
 
 
@@ -296,14 +300,31 @@ def cmd_bench_env(args) -> int:
 
     import fastdqn
 
-    env = fastdqn.CartPole(args.num_envs, backend=args.backend, seed=0)
-    actions = torch.randint(0, 2, (args.num_envs,))
-    env.step(actions)
-    t = time.perf_counter()
-    for _ in range(args.steps):
-        env.step(actions)
-    dt = time.perf_counter() - t
-    print(f"{args.backend}: {args.num_envs * args.steps / dt / 1e6:.1f} M env steps/s at N={args.num_envs}")
+    for name in ("steps", "rollout_steps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    n = args.num_envs
+    env = fastdqn.CartPole(n, backend=args.backend, device=args.device, seed=0)
+    actions = torch.randint(0, 2, (n,), device=env.device)
+    out = env.new_outputs()
+    sync = torch.cuda.synchronize if env.device.type == "cuda" else (lambda: None)
+
+    def rate(fn, steps_per_call, calls):
+        fn()  # warm-up (first-use compilation, the serial/threaded switch's measurement)
+        sync()
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        return steps_per_call * calls / (time.perf_counter() - t) / 1e6
+
+    t_rollout = args.rollout_steps
+    rows = [("step", rate(lambda: env.step(actions), n, args.steps)),
+            ("step(out=)", rate(lambda: env.step(actions, out=out), n, args.steps)),
+            (f"rollout({t_rollout})", rate(lambda: env.rollout(t_rollout), n * t_rollout,
+                                            max(1, args.steps // t_rollout)))]
+    for label, mps in rows:
+        print(f"{args.backend} {label:14s}: {mps:9.1f} M env steps/s at N={n}")
     return 0
 
 

@@ -305,3 +305,21 @@ def test_ctrl_c_writes_checkpoint_and_summary_then_resume_continues(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     after = json.loads((out / "summary.json").read_text())
     assert after["interrupted"] is False and after["env_steps"] == steps + 800
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_bench_env_reports_step_out_and_rollout(backend, capsys):
+    assert main(["bench-env", "--backend", backend, "--num-envs", "64", "--steps", "4", "--rollout-steps", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0].split()[1] for line in lines] == ["step", "step(out=)", "rollout(2)"]
+    for line in lines:
+        assert float(line.split(":")[1].split()[0]) > 0 and line.endswith("at N=64")
+
+
+@pytest.mark.parametrize("flags, words", [(["--steps", "0"], "--steps must be at least 1"),
+                                          (["--rollout-steps", "-1"], "--rollout-steps must be at least 1"),
+                                          (["--num-envs", "0"], "num_envs must be an integer"),
+                                          (["--backend", "numba", "--device", "cuda"], "numba backend runs on the CPU")])
+def test_bench_env_bad_input(flags, words, capsys):
+    assert main(["bench-env", *flags]) == 2
+    assert words in one_line_error(capsys, "bench-env")
