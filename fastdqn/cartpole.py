@@ -217,8 +217,9 @@ def _cpu_arrays(n: int, specs: tuple) -> list[np.ndarray]:
     """
     total, align, places = _layout(n, specs)
     raw = np.empty(total + align, dtype=np.uint8)
-    base = -raw.__array_interface__["data"][0] % align
-    return [raw[base + at: base + at + nbytes].view(dtype).reshape(rows, -1) for at, nbytes, rows, dtype in places]
+    base = -raw.ctypes.data % align
+    return [np.ndarray((rows, nbytes // rows // dtype.itemsize), dtype, buffer=raw, offset=base + at)
+            for at, nbytes, rows, dtype in places]
 
 
 @functools.lru_cache(maxsize=64)
@@ -243,10 +244,11 @@ def _numba_outputs(n: int, dtype: str) -> tuple[list[np.ndarray], StepResult]:
     obs, final_obs, reward, terminated, truncated = _cpu_arrays(
         n, ((4, dtype, 1024), (4, dtype, 2048), (1, "float32", 3072), (1, "bool", 3584), (1, "bool", 3840)))
     kernel = [obs, final_obs, reward[0], terminated[0], truncated[0]]
-    # obs and final_obs keep their whole padded rows in their storage (see _rows_for_kernel)
-    return kernel, StepResult(torch.from_numpy(obs)[:, :n].T, torch.from_numpy(reward[0, :n]),
+    # obs and final_obs: [N, 4] views that keep their whole padded rows in their storage (see _rows_for_kernel)
+    stride = (1, obs.shape[1])
+    return kernel, StepResult(torch.from_numpy(obs).as_strided((n, 4), stride), torch.from_numpy(reward[0, :n]),
                               torch.from_numpy(terminated[0, :n]), torch.from_numpy(truncated[0, :n]),
-                              torch.from_numpy(final_obs)[:, :n].T)
+                              torch.from_numpy(final_obs).as_strided((n, 4), stride))
 
 
 def _rows_for_kernel(t: torch.Tensor) -> np.ndarray:
