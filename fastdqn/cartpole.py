@@ -356,6 +356,7 @@ class CartPole:
         self._keys_t = torch.zeros(self.groups, dtype=torch.int64, device=dev)  # the same, as uint64 bits
         self._round = torch.zeros(1, dtype=torch.int64, device=dev)  # draw counter, advanced in place
         self._out_arrays = (None, None)  # the last out= given to step (checked) and its numba arrays
+        self._graphs: dict = {}  # CUDA: captured rollouts, see _rollout_graphed
         if backend == "numba":
             from fastdqn.kernels import calibrate, cartpole_numba
 
@@ -567,22 +568,33 @@ class CartPole:
                 raise ValueError(f"actions must be an integer or bool tensor on {self.device}, got {actions.dtype} "
                                  f"on {actions.device}")
             key, given = 0, actions
-        reward = torch.zeros(n, dtype=torch.float32, device=self.device)
-        episodes = torch.zeros(n, dtype=torch.int64, device=self.device)
         if self.backend == "numba":
+            reward = torch.zeros(n, dtype=torch.float32)
+            episodes = torch.zeros(n, dtype=torch.int64)
             acts = given.numpy() if given is not None else np.empty((steps, 0), dtype=np.uint8)
             self._numba_rollout(self._state_np, self._elapsed_np, self.max_episode_steps, self._keys_np,
                                 self.group_size, self._round_np, self._consts, acts, np.uint64(key), reward.numpy(),
                                 episodes.numpy())
             return RolloutResult(reward, episodes)
+        key_t = torch.tensor(_as_signed(key), dtype=torch.int64, device=self.device)
+        if self.device.type == "cuda":
+            return self._rollout_graphed(steps, given, key_t)
+        return RolloutResult(*self._rollout_loop(steps, given, key_t))
+
+    def _rollout_loop(self, steps: int, given, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The torch backend's rollout: ``steps`` calls of the pure step function, then the envs'
+        buffers updated in place. ``key``: the action key (0-d int64 tensor holding uint64 bits)."""
+        n, dev = self.num_envs, self.device
+        reward = torch.zeros(n, dtype=torch.float32, device=dev)
+        episodes = torch.zeros(n, dtype=torch.int64, device=dev)
+        lanes = torch.arange(n, device=dev) + 1
         state, elapsed = self._state, self._elapsed
         for t in range(steps):
             if given is not None:
                 a = given[t]
             else:
                 if t % 64 == 0:
-                    c = (t // 64) * n + torch.arange(n, device=self.device) + 1
-                    word = _mix64(_as_signed(key) + c * _GOLDEN)
+                    word = _mix64(key + ((t // 64) * n + lanes) * _GOLDEN)
                 a = (word >> (t % 64)) & 1
             state, elapsed, reward, episodes = self._rollout_fn(state, elapsed, a, self.max_episode_steps, self._env_keys,
                                                                 self._round, self._env_index, self.group_size, reward,
@@ -590,7 +602,37 @@ class CartPole:
             self._round.add_(1)
         self._state.copy_(state)
         self._elapsed.copy_(elapsed)
-        return RolloutResult(reward, episodes)
+        return reward, episodes
+
+    def _rollout_graphed(self, steps: int, given, key: torch.Tensor) -> RolloutResult:
+        """:meth:`_rollout_loop` captured once per (steps, actions kind) as a CUDA graph and
+        replayed: one launch for the whole rollout instead of several per step. The warm-up run
+        that capturing needs (it also compiles) is undone, so the envs end where the loop would
+        leave them."""
+        slot = (steps, None if given is None else given.dtype)
+        if slot not in self._graphs:
+            if len(self._graphs) >= 4:
+                self._graphs.clear()
+            static_key = key.clone()
+            static_actions = None if given is None else given.clone()
+            saved = (self._state.clone(), self._elapsed.clone(), self._round.clone())
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._rollout_loop(steps, static_actions, static_key)
+            torch.cuda.current_stream().wait_stream(side)
+            for buf, value in zip((self._state, self._elapsed, self._round), saved, strict=True):
+                buf.copy_(value)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                outputs = self._rollout_loop(steps, static_actions, static_key)
+            self._graphs[slot] = (graph, static_key, static_actions, outputs)
+        graph, static_key, static_actions, (reward, episodes) = self._graphs[slot]
+        static_key.copy_(key)
+        if given is not None:
+            static_actions.copy_(given)
+        graph.replay()
+        return RolloutResult(reward.clone(), episodes.clone())
 
     def _check_actions(self, actions) -> torch.Tensor:
         if not isinstance(actions, torch.Tensor):
