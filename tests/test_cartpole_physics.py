@@ -161,6 +161,37 @@ def test_terminated_exactly_at_thresholds_float64(backend, gym_single_reference)
     np.testing.assert_array_equal(term.numpy(), expected)
 
 
+def _float32_threshold_cases():
+    """Float32 states on the float32-rounded thresholds (not terminated: the comparisons are
+    strict, in float32) and one float32 step beyond them (terminated)."""
+    x32, th32 = float(np.float32(X_THRESHOLD)), float(np.float32(THETA_THRESHOLD))
+    xup, thup = (float(np.nextafter(np.float32(v), np.float32(np.inf))) for v in (x32, th32))
+    rows = [([x32, 0, 0, 0], False), ([-x32, 0, 0, 0], False), ([xup, 0, 0, 0], True), ([-xup, 0, 0, 0], True),
+            ([0, 0, th32, 0], False), ([0, 0, -th32, 0], False), ([0, 0, thup, 0], True), ([0, 0, -thup, 0], True)]
+    return torch.tensor([r[0] for r in rows], dtype=torch.float32), torch.tensor([r[1] for r in rows])
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_terminated_at_float32_thresholds_on_every_device(backend, device):
+    """Float32 envs compare against thresholds rounded to float32, on every backend and device
+    (CUDA once compared a float32 tensor with the float64 Python constant and ended these
+    episodes one step early on the GPU only)."""
+    if backend == "numba" and device != "cpu":
+        pytest.skip("numba runs on the CPU")
+    start, expected = _float32_threshold_cases()
+    env = fastdqn.CartPole(len(start), backend=backend, device=device, seed=0)
+    env.state = start.to(device)
+    result = env.step(torch.zeros(len(start), dtype=torch.int64, device=device))
+    assert torch.equal(result.terminated.cpu(), expected)
+    assert torch.equal(result.final_obs.cpu()[:, [0, 2]], start[:, [0, 2]])  # zero velocities: x, theta stay put
+    _, term = fastdqn.physics(start.to(device), torch.zeros(len(start), dtype=torch.int64, device=device))
+    assert torch.equal(term.cpu(), expected)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 def test_physics_function_matches_gymnasium(dtype, states, actions, gym_reference, near_threshold_mask):
     tol = TOL[dtype]
