@@ -38,12 +38,6 @@ TAU = 0.02
 THETA_THRESHOLD = 12 * 2 * math.pi / 360
 X_THRESHOLD = 2.4
 RESET_LOW, RESET_HIGH = -0.05, 0.05
-# The thresholds rounded to each state dtype, so every device compares in that dtype: a float32
-# tensor against the Python float 2.4 compares as float32 on a CPU but as float64 on CUDA, so a
-# pole exactly at float32(12 degrees) ended its episode on the GPU only (the numba kernel, too,
-# compares against float32-rounded thresholds).
-_THRESHOLDS = {dtype: (float(torch.tensor(X_THRESHOLD, dtype=dtype)), float(torch.tensor(THETA_THRESHOLD, dtype=dtype)))
-               for dtype in (torch.float32, torch.float64)}
 
 
 class StepResult(NamedTuple):
@@ -76,8 +70,7 @@ def physics(state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, to
     x_dot = x_dot + TAU * xacc
     theta = theta + TAU * theta_dot
     theta_dot = theta_dot + TAU * thetaacc
-    x_t, theta_t = _THRESHOLDS[state.dtype]
-    terminated = (x < -x_t) | (x > x_t) | (theta < -theta_t) | (theta > theta_t)
+    terminated = (x < -X_THRESHOLD) | (x > X_THRESHOLD) | (theta < -THETA_THRESHOLD) | (theta > THETA_THRESHOLD)
     return torch.stack((x, x_dot, theta, theta_dot)).movedim(0, -1), terminated
 
 
