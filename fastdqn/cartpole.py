@@ -358,13 +358,10 @@ class CartPole:
         self._out_arrays = (None, None)  # the last out= given to step (checked) and its numba arrays
         self._graphs: dict = {}  # CUDA: captured rollouts, see _rollout_graphed
         if backend == "numba":
-            from fastdqn.kernels import calibrate, cartpole_numba
+            from fastdqn.kernels import cartpole_numba
 
             self._kernels = cartpole_numba
-            # the threaded kernels from the batch size where they beat the serial ones on this machine
-            self.parallel = n >= 256 and n >= calibrate.parallel_min_envs()
-            self._numba_step = cartpole_numba.step if self.parallel else cartpole_numba.step_serial
-            self._numba_rollout = cartpole_numba.rollout if self.parallel else cartpole_numba.rollout_serial
+            self._parallel: bool | None = None  # chosen on the first step or rollout (see parallel)
             self._consts = cartpole_numba.physics_constants(self._state.numpy().dtype)
             self._round_np = self._round.numpy()
             self._elapsed_np = self._elapsed.numpy()
@@ -377,6 +374,20 @@ class CartPole:
             # Eager on a CPU: draw resets only for finished envs (see torch_step).
             self._sparse_resets = self.device.type == "cpu" and not compile
         self.reset(seed=seed)
+
+    @property
+    def parallel(self) -> bool:
+        """Numba backend: whether this batch runs the threaded kernels, i.e. is at least the size
+        from which they beat the serial ones on this machine (measured once per machine and thread
+        count on first use: :mod:`fastdqn.kernels.calibrate`). Decided on first use, so an env
+        that is never stepped (the trainer's fused kernel steps it instead) measures nothing."""
+        if self.backend != "numba":
+            return False
+        if self._parallel is None:
+            from fastdqn.kernels import calibrate
+
+            self._parallel = self.num_envs >= 256 and self.num_envs >= calibrate.parallel_min_envs()
+        return self._parallel
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -523,8 +534,9 @@ class CartPole:
                       out.terminated.numpy(), out.truncated.numpy()]
             self._out_arrays = (out, arrays)
         obs, final_obs, reward, terminated, truncated = arrays
-        self._numba_step(self._state_np, actions.numpy(), self._elapsed_np, self.max_episode_steps, self._keys_np,
-                         self.group_size, self._round_np, self._consts, obs, final_obs, reward, terminated, truncated)
+        step = self._kernels.step if self.parallel else self._kernels.step_serial
+        step(self._state_np, actions.numpy(), self._elapsed_np, self.max_episode_steps, self._keys_np, self.group_size,
+             self._round_np, self._consts, obs, final_obs, reward, terminated, truncated)
         return out
 
     def _check_out(self, out) -> None:
@@ -572,9 +584,9 @@ class CartPole:
             reward = torch.zeros(n, dtype=torch.float32)
             episodes = torch.zeros(n, dtype=torch.int64)
             acts = given.numpy() if given is not None else np.empty((steps, 0), dtype=np.uint8)
-            self._numba_rollout(self._state_np, self._elapsed_np, self.max_episode_steps, self._keys_np,
-                                self.group_size, self._round_np, self._consts, acts, np.uint64(key), reward.numpy(),
-                                episodes.numpy())
+            rollout = self._kernels.rollout if self.parallel else self._kernels.rollout_serial
+            rollout(self._state_np, self._elapsed_np, self.max_episode_steps, self._keys_np, self.group_size,
+                    self._round_np, self._consts, acts, np.uint64(key), reward.numpy(), episodes.numpy())
             return RolloutResult(reward, episodes)
         key_t = torch.tensor(_as_signed(key), dtype=torch.int64, device=self.device)
         if self.device.type == "cuda":
