@@ -57,8 +57,13 @@ def physics(state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, to
     ``state.dtype``. ``action`` 0 pushes left, anything else pushes right. ``next_state`` has the
     shape of ``state`` and struct-of-arrays memory.
     """
-    x, x_dot, theta, theta_dot = state.unbind(-1)
-    force = torch.where(action != 0, FORCE_MAG, -FORCE_MAG).to(state.dtype)
+    *components, terminated = _euler(*state.unbind(-1), action)
+    return torch.stack(components).movedim(0, -1), terminated
+
+
+def _euler(x, x_dot, theta, theta_dot, action):
+    """:func:`physics` on the four state components: ``-> (x, x_dot, theta, theta_dot, terminated)``."""
+    force = torch.where(action != 0, FORCE_MAG, -FORCE_MAG).to(x.dtype)
     costheta = torch.cos(theta)
     sintheta = torch.sin(theta)
     temp = (force + POLEMASS_LENGTH * (theta_dot * theta_dot) * sintheta) / TOTAL_MASS
@@ -71,7 +76,7 @@ def physics(state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, to
     theta = theta + TAU * theta_dot
     theta_dot = theta_dot + TAU * thetaacc
     terminated = (x < -X_THRESHOLD) | (x > X_THRESHOLD) | (theta < -THETA_THRESHOLD) | (theta > THETA_THRESHOLD)
-    return torch.stack((x, x_dot, theta, theta_dot)).movedim(0, -1), terminated
+    return x, x_dot, theta, theta_dot, terminated
 
 
 def _as_signed(v: int) -> int:
@@ -101,13 +106,17 @@ def reset_draw(key: torch.Tensor, round_: torch.Tensor, env_index: torch.Tensor,
     kernel's), uniform in [-0.05, 0.05). ``key`` (0-d, or one key per entry of ``env_index``) and
     ``round_`` (0-d or ``[1]``) are int64 tensors holding uint64 bits.
     """
+    return torch.stack(_reset_components(key, round_, env_index, num_envs, dtype)).T
+
+
+def _reset_components(key, round_, env_index, num_envs: int, dtype: torch.dtype) -> list[torch.Tensor]:
+    """:func:`reset_draw` as its four state components (x, x_dot, theta, theta_dot)."""
     k = (round_ * num_envs + env_index) * 2
-    rows = []
+    words = []
     for j in (1, 2):
         h = _mix64(key + (k + j) * _GOLDEN)
-        rows += [_lsr(h, 32), h & 0xFFFFFFFF]
-    u = torch.stack(rows).to(torch.float64) * rng.INV_2_32
-    return (RESET_LOW + (RESET_HIGH - RESET_LOW) * u).to(dtype).T
+        words += [_lsr(h, 32), h & 0xFFFFFFFF]
+    return [(RESET_LOW + (RESET_HIGH - RESET_LOW) * (w.to(torch.float64) * rng.INV_2_32)).to(dtype) for w in words]
 
 
 def torch_step(state, elapsed, actions, max_episode_steps: int, key, round_, env_index, sparse_resets: bool,
@@ -138,12 +147,21 @@ def torch_step(state, elapsed, actions, max_episode_steps: int, key, round_, env
 
 
 def torch_rollout_step(state, elapsed, actions, max_episode_steps: int, key, round_, env_index, group_size: int,
-                       reward_sum, episodes):
-    """One step of :meth:`CartPole.rollout` on the torch backend, as one pure function (one fused
-    kernel under ``torch.compile``): ``-> (state [4, N], elapsed, reward_sum, episodes)``."""
-    result, elapsed = torch_step(state.T, elapsed, actions, max_episode_steps, key, round_, env_index, False, group_size)
-    done = result.terminated | result.truncated
-    return result.obs.T, elapsed, reward_sum + result.reward, episodes + done
+                       reward_sum, episodes, shift=None):
+    """One step of :meth:`CartPole.rollout` on the torch backend as one pure function of the
+    struct-of-arrays ``state [4, N]``: ``-> (state, elapsed, reward_sum, episodes)``. Written per
+    state component (no stacked ``[N, 4]`` intermediates), so that under ``torch.compile`` it is
+    one kernel that reads and writes only what the rollout keeps; same values as
+    :func:`torch_step` with dense resets. With ``shift`` (a 0-d int64 tensor), ``actions`` are
+    the drawn 64-bit words and the action is bit ``shift`` of each."""
+    if shift is not None:
+        actions = (actions >> shift) & 1
+    *components, terminated = _euler(*state.unbind(0), actions)
+    elapsed = elapsed + 1
+    done = terminated | (elapsed >= max_episode_steps)
+    draws = _reset_components(key, round_, env_index, group_size, state.dtype)
+    state = torch.stack([torch.where(done, d, c) for d, c in zip(draws, components)])
+    return state, elapsed.masked_fill(done, 0), reward_sum + 1.0, episodes + done
 
 
 def _parse_dtype(dtype) -> torch.dtype:
@@ -600,17 +618,18 @@ class CartPole:
         reward = torch.zeros(n, dtype=torch.float32, device=dev)
         episodes = torch.zeros(n, dtype=torch.int64, device=dev)
         lanes = torch.arange(n, device=dev) + 1
+        shifts = torch.arange(64, device=dev)
         state, elapsed = self._state, self._elapsed
         for t in range(steps):
             if given is not None:
-                a = given[t]
+                a, shift = given[t], None
             else:
                 if t % 64 == 0:
                     word = _mix64(key + ((t // 64) * n + lanes) * _GOLDEN)
-                a = (word >> (t % 64)) & 1
+                a, shift = word, shifts[t % 64]
             state, elapsed, reward, episodes = self._rollout_fn(state, elapsed, a, self.max_episode_steps, self._env_keys,
                                                                 self._round, self._env_index, self.group_size, reward,
-                                                                episodes)
+                                                                episodes, shift)
             self._round.add_(1)
         self._state.copy_(state)
         self._elapsed.copy_(elapsed)
