@@ -227,9 +227,9 @@ def _cpu_arrays(n: int, specs: tuple) -> list[np.ndarray]:
     numba kernels. ``specs``: ``(rows, numpy dtype name, phase)`` per array.
 
     With power-of-two batch sizes, separately allocated rows start at the same offset within a
-    4 KiB page, so the kernels' dozen streams compete for the same few cache sets; on a Zen 3
-    (8-way L1) that halved the step's speed, depending on where the allocator happened to place
-    the outputs. Here each array starts ``phase`` bytes into its own page and each of its rows
+    4 KiB page, so the kernels' dozen streams compete for the same few cache sets; on the 2-core
+    EPYC (Zen 5) that halved the step's speed, depending on where the allocator happened to place
+    the outputs (bench/NOTES.md §7). Here each array starts ``phase`` bytes into its own page and each of its rows
     256 bytes further than the one before, so the streams spread over the sets. Batches with
     rows under a page are packed (64-byte aligned) instead.
     """
@@ -579,8 +579,10 @@ class CartPole:
         ``actions``: ``"random"`` draws them inside the kernel from a counter-based stream keyed
         by ``seed`` (None: a fresh key); :func:`rollout_actions` gives the same actions as a
         tensor. Or a ``[steps, N]`` integer/bool tensor of actions (0 = left, else right).
-        The numba backend runs the whole rollout in one kernel; the torch backend loops over
-        steps (through ``torch.compile`` when the env was made with ``compile=True``)."""
+        The numba backend runs the whole rollout in one kernel. The torch backend runs one pure
+        step function per step (one fused kernel when the env was made with ``compile=True``); on
+        CUDA that loop is captured as a CUDA graph on the first call for each ``steps`` and
+        actions kind, and replayed after (the first call takes longer)."""
         steps = _check_positive_int("steps", steps)
         n = self.num_envs
         if isinstance(actions, str):

@@ -121,7 +121,7 @@ def _step_span(state, actions, elapsed, max_steps, keys, group_size, rnd, c, obs
     """Step envs ``lo..hi-1``: physics, then resets for the finished ones, then obs = state.
 
     Three loops, not one: a loop that stores into three arrays (state, obs, final_obs) needs more
-    run-time overlap checks than LLVM allows and stays scalar (~3x slower on AVX2); these loops
+    run-time overlap checks than LLVM allows and stays scalar (~2.5x slower on the EPYC); these loops
     vectorise. Indices are unsigned, which spares each access numba's negative-index fix-up
     (another thing that stops the vectoriser)."""
     lo = np.uint64(lo)
@@ -184,7 +184,9 @@ def _renamed(fn, name):
 # measurement of both on the machine (fastdqn.kernels.calibrate).
 step_serial = njit(cache=True, error_model="numpy")(_renamed(step.py_func, "step_serial"))
 PARALLEL_MIN_ENVS = 4096
-"""Default switch from the serial to the threaded kernels, where no measurement is available."""
+"""Where the trainer's fused :func:`collect` switches to its threaded version (K * N envs). The env
+step's switch is measured per machine instead (:mod:`fastdqn.kernels.calibrate`); the tests pin
+it to this value."""
 
 
 @njit(inline="always")
