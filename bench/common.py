@@ -46,24 +46,14 @@ def machine_info() -> dict:
 
 
 def _cpuinfo_field(name: str) -> str:
-    """The first value of ``name`` in /proc/cpuinfo ("?" where there is none)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == name:
-                return value.strip()
-    except OSError:
-        pass
-    return "?"
+    from fastdqn.profile import cpuinfo_field
+
+    return cpuinfo_field(name) or "?"
 
 
 def _cpu_simd() -> str:
     """The SIMD extensions the CPU reports (of those that change the kernels' code), e.g. "avx2 fma"."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    have = set(flags.split(":", 1)[1].split())
+    have = set(_cpuinfo_field("flags").split())
     return " ".join(f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512vl") if f in have)
 
 

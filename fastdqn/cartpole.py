@@ -288,11 +288,16 @@ def rollout_actions(num_envs: int, steps: int, key: int) -> torch.Tensor:
     env i at step t takes bit ``t % 64`` of SplitMix64(``key + ((t // 64) * num_envs + i + 1) *
     GOLDEN``)."""
     words = -(-steps // 64)
-    c = torch.arange(words, dtype=torch.int64)[:, None] * num_envs + torch.arange(num_envs) + 1
-    h = _mix64(_as_signed(key) + c * _GOLDEN)  # [words, N]
+    h = _action_words(_as_signed(key), torch.arange(words)[:, None], torch.arange(num_envs) + 1)  # [words, N]
     shifts = torch.arange(64, dtype=torch.int64)[None, :, None]
     bits = (h[:, None, :] >> shifts) & 1  # [words, 64, N]; bit s of the uint64 word
     return bits.reshape(words * 64, num_envs)[:steps].to(torch.uint8)
+
+
+def _action_words(key, word, lanes: torch.Tensor) -> torch.Tensor:
+    """The random words of a drawn-action rollout: word ``word`` (an int or int64 tensor; it
+    covers steps ``64 * word ...``) of each env, ``lanes`` = env index + 1 ``[N]``."""
+    return _mix64(key + (word * lanes.shape[-1] + lanes) * _GOLDEN)
 
 
 class RolloutResult(NamedTuple):
@@ -373,7 +378,7 @@ class CartPole:
         self._keys: list[int] | None = None  # one RNG key (uint64) per group, set by reset()
         self._keys_t = torch.zeros(self.groups, dtype=torch.int64, device=dev)  # the same, as uint64 bits
         self._round = torch.zeros(1, dtype=torch.int64, device=dev)  # draw counter, advanced in place
-        self._out_arrays = (None, None)  # the last out= given to step (checked) and its numba arrays
+        self._out_arrays = (None, None)  # the last out= given to step (checked) and its numba kernel arrays
         self._graphs: dict = {}  # CUDA: captured rollouts, see _rollout_graphed
         if backend == "numba":
             from fastdqn.kernels import cartpole_numba
@@ -528,6 +533,7 @@ class CartPole:
             actions = self._check_actions(actions)
         if out is not None and out is not self._out_arrays[0]:
             self._check_out(out)
+            self._out_arrays = (out, self._kernel_arrays(out) if self.backend == "numba" else None)
         if self.backend == "numba":
             return self._step_numba(actions, out)
         sparse = self._sparse_resets and not torch.compiler.is_compiling()  # nonzero() would break a graph
@@ -545,17 +551,19 @@ class CartPole:
     def _step_numba(self, actions: torch.Tensor, out: StepResult | None) -> StepResult:
         if out is None:
             arrays, out = _numba_outputs(self.num_envs, _NP_DTYPE[self.dtype])
-        elif out is self._out_arrays[0]:
-            arrays = self._out_arrays[1]
         else:
-            arrays = [_rows_for_kernel(out.obs), _rows_for_kernel(out.final_obs), out.reward.numpy(),
-                      out.terminated.numpy(), out.truncated.numpy()]
-            self._out_arrays = (out, arrays)
+            arrays = self._out_arrays[1]  # step() checked this out= and made its arrays
         obs, final_obs, reward, terminated, truncated = arrays
         step = self._kernels.step if self.parallel else self._kernels.step_serial
         step(self._state_np, actions.numpy(), self._elapsed_np, self.max_episode_steps, self._keys_np, self.group_size,
              self._round_np, self._consts, obs, final_obs, reward, terminated, truncated)
         return out
+
+    @staticmethod
+    def _kernel_arrays(out: StepResult) -> list[np.ndarray]:
+        """The numba step kernel's output arrays over the tensors of ``out``."""
+        return [_rows_for_kernel(out.obs), _rows_for_kernel(out.final_obs), out.reward.numpy(), out.terminated.numpy(),
+                out.truncated.numpy()]
 
     def _check_out(self, out) -> None:
         if not isinstance(out, StepResult):
@@ -627,7 +635,7 @@ class CartPole:
                 a, shift = given[t], None
             else:
                 if t % 64 == 0:
-                    word = _mix64(key + ((t // 64) * n + lanes) * _GOLDEN)
+                    word = _action_words(key, t // 64, lanes)
                 a, shift = word, shifts[t % 64]
             state, elapsed, reward, episodes = self._rollout_fn(state, elapsed, a, self.max_episode_steps, self._env_keys,
                                                                 self._round, self._env_index, self.group_size, reward,

@@ -58,13 +58,19 @@ class _Range:
 def cpu_model() -> str:
     import platform
 
+    return cpuinfo_field("model name") or platform.processor()
+
+
+def cpuinfo_field(name: str) -> str:
+    """The first value of field ``name`` in /proc/cpuinfo ("" where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
     except OSError:
         pass
-    return platform.processor()
+    return ""
 
 
 def _stats(xs: list[float]) -> dict:

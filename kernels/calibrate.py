@@ -57,7 +57,6 @@ def parallel_min_envs() -> int:
     if isinstance(cached.get(key), dict) and isinstance(cached[key].get("parallel_min_envs"), int):
         _memo[key] = cached[key]["parallel_min_envs"]
         return _memo[key]
-    _memo[key] = NEVER  # while measuring: the envs measure() makes must not measure again
     timings = measure()
     _memo[key] = switch_point(timings)
     cached[key] = {"parallel_min_envs": _memo[key], "seconds_per_step": timings}
