@@ -40,6 +40,16 @@ X_THRESHOLD = 2.4
 RESET_LOW, RESET_HIGH = -0.05, 0.05
 
 
+def physics_constants(dtype) -> tuple:
+    """The constants the numba kernels take, rounded to the numpy ``dtype`` (the kernels specialise
+    on it). Order: gravity, masspole, total_mass, length, polemass_length, force_mag, tau, 4/3,
+    theta threshold (radians), x threshold."""
+    f = np.dtype(dtype).type
+    values = (GRAVITY, MASSPOLE, TOTAL_MASS, LENGTH, POLEMASS_LENGTH, FORCE_MAG, TAU, 4.0 / 3.0, THETA_THRESHOLD,
+              X_THRESHOLD)
+    return tuple(f(v) for v in values)
+
+
 class StepResult(NamedTuple):
     """What :meth:`CartPole.step` returns (all tensors on the env's device)."""
 
@@ -79,24 +89,10 @@ def _euler(x, x_dot, theta, theta_dot, action):
     return x, x_dot, theta, theta_dot, terminated
 
 
-def _as_signed(v: int) -> int:
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
-_GOLDEN = _as_signed(rng.GOLDEN)
-_MIX1 = _as_signed(rng.MIX1)
-_MIX2 = _as_signed(rng.MIX2)
-
-
-def _lsr(z: torch.Tensor, k: int) -> torch.Tensor:
-    """Logical right shift of int64 holding uint64 bits (torch's >> is arithmetic)."""
-    return (z >> k) & ((1 << (64 - k)) - 1)
-
-
-def _mix64(z: torch.Tensor) -> torch.Tensor:
-    z = (z ^ _lsr(z, 30)) * _MIX1
-    z = (z ^ _lsr(z, 27)) * _MIX2
-    return z ^ _lsr(z, 31)
+_as_signed = rng.as_signed
+_GOLDEN = rng.GOLDEN_I64
+_lsr = rng.lsr
+_mix64 = rng.mix64
 
 
 def reset_draw(key: torch.Tensor, round_: torch.Tensor, env_index: torch.Tensor, num_envs: int,
@@ -111,12 +107,8 @@ def reset_draw(key: torch.Tensor, round_: torch.Tensor, env_index: torch.Tensor,
 
 def _reset_components(key, round_, env_index, num_envs: int, dtype: torch.dtype) -> list[torch.Tensor]:
     """:func:`reset_draw` as its four state components (x, x_dot, theta, theta_dot)."""
-    k = (round_ * num_envs + env_index) * 2
-    words = []
-    for j in (1, 2):
-        h = _mix64(key + (k + j) * _GOLDEN)
-        words += [_lsr(h, 32), h & 0xFFFFFFFF]
-    return [(RESET_LOW + (RESET_HIGH - RESET_LOW) * (w.to(torch.float64) * rng.INV_2_32)).to(dtype) for w in words]
+    return [(RESET_LOW + (RESET_HIGH - RESET_LOW) * u).to(dtype)
+            for u in rng.reset_uniforms(key, round_, env_index, num_envs, 4)]
 
 
 def torch_step(state, elapsed, actions, max_episode_steps: int, key, round_, env_index, sparse_resets: bool,
@@ -307,6 +299,38 @@ class RolloutResult(NamedTuple):
     episodes: torch.Tensor  # [N] int64: episodes each env ended (terminated or truncated)
 
 
+def capture_rollout(env, steps: int, given, key: torch.Tensor) -> RolloutResult:
+    """``env._rollout_loop`` captured once per (steps, actions kind) as a CUDA graph and replayed:
+    one launch for the whole rollout instead of several per step. The warm-up run that capturing
+    needs (it also compiles) is undone, so the envs end where the loop would leave them. Works for
+    any env with ``_rollout_loop``, ``_state``, ``_elapsed``, ``_round`` and a ``_graphs`` dict."""
+    slot = (steps, None if given is None else given.dtype)
+    if slot not in env._graphs:
+        if len(env._graphs) >= 4:
+            env._graphs.clear()
+        static_key = key.clone()
+        static_actions = None if given is None else given.clone()
+        buffers = (env._state, env._elapsed, env._round)
+        saved = [b.clone() for b in buffers]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            env._rollout_loop(steps, static_actions, static_key)
+        torch.cuda.current_stream().wait_stream(side)
+        for buf, value in zip(buffers, saved, strict=True):
+            buf.copy_(value)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = env._rollout_loop(steps, static_actions, static_key)
+        env._graphs[slot] = (graph, static_key, static_actions, outputs)
+    graph, static_key, static_actions, (reward, episodes) = env._graphs[slot]
+    static_key.copy_(key)
+    if given is not None:
+        static_actions.copy_(given)
+    graph.replay()
+    return RolloutResult(reward.clone(), episodes.clone())
+
+
 class CartPole:
     """``num_envs`` CartPoles stepped as one batch.
 
@@ -359,6 +383,10 @@ class CartPole:
             raise ValueError("compile=True applies to backend='torch' only")
         self.dtype = _parse_dtype(dtype)
         self.max_episode_steps = _check_positive_int("max_episode_steps", max_episode_steps)
+        from fastdqn.envs import NATIVE
+
+        self.spec = NATIVE["CartPole-v0" if max_episode_steps == 200 else "CartPole-v1"]
+        self.n_actions = 2
         self.groups = len(seed) if isinstance(seed, (list, tuple)) else 1
         if self.groups < 1 or self.num_envs % self.groups:
             raise ValueError(f"num_envs ({self.num_envs}) must be a multiple of the number of seeds ({self.groups})")
@@ -379,13 +407,13 @@ class CartPole:
         self._keys_t = torch.zeros(self.groups, dtype=torch.int64, device=dev)  # the same, as uint64 bits
         self._round = torch.zeros(1, dtype=torch.int64, device=dev)  # draw counter, advanced in place
         self._out_arrays = (None, None)  # the last out= given to step (checked) and its numba kernel arrays
-        self._graphs: dict = {}  # CUDA: captured rollouts, see _rollout_graphed
+        self._graphs: dict = {}  # CUDA: captured rollouts, see capture_rollout
         if backend == "numba":
             from fastdqn.kernels import cartpole_numba
 
             self._kernels = cartpole_numba
             self._parallel: bool | None = None  # chosen on the first step or rollout (see parallel)
-            self._consts = cartpole_numba.physics_constants(self._state.numpy().dtype)
+            self._consts = physics_constants(self._state.numpy().dtype)
             self._round_np = self._round.numpy()
             self._elapsed_np = self._elapsed.numpy()
             self._keys_np = self._keys_t.numpy().view(np.uint64)
@@ -618,7 +646,7 @@ class CartPole:
             return RolloutResult(reward, episodes)
         key_t = torch.tensor(_as_signed(key), dtype=torch.int64, device=self.device)
         if self.device.type == "cuda":
-            return self._rollout_graphed(steps, given, key_t)
+            return capture_rollout(self, steps, given, key_t)
         return RolloutResult(*self._rollout_loop(steps, given, key_t))
 
     def _rollout_loop(self, steps: int, given, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -644,36 +672,6 @@ class CartPole:
         self._state.copy_(state)
         self._elapsed.copy_(elapsed)
         return reward, episodes
-
-    def _rollout_graphed(self, steps: int, given, key: torch.Tensor) -> RolloutResult:
-        """:meth:`_rollout_loop` captured once per (steps, actions kind) as a CUDA graph and
-        replayed: one launch for the whole rollout instead of several per step. The warm-up run
-        that capturing needs (it also compiles) is undone, so the envs end where the loop would
-        leave them."""
-        slot = (steps, None if given is None else given.dtype)
-        if slot not in self._graphs:
-            if len(self._graphs) >= 4:
-                self._graphs.clear()
-            static_key = key.clone()
-            static_actions = None if given is None else given.clone()
-            saved = (self._state.clone(), self._elapsed.clone(), self._round.clone())
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                self._rollout_loop(steps, static_actions, static_key)
-            torch.cuda.current_stream().wait_stream(side)
-            for buf, value in zip((self._state, self._elapsed, self._round), saved, strict=True):
-                buf.copy_(value)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                outputs = self._rollout_loop(steps, static_actions, static_key)
-            self._graphs[slot] = (graph, static_key, static_actions, outputs)
-        graph, static_key, static_actions, (reward, episodes) = self._graphs[slot]
-        static_key.copy_(key)
-        if given is not None:
-            static_actions.copy_(given)
-        graph.replay()
-        return RolloutResult(reward.clone(), episodes.clone())
 
     def _check_actions(self, actions) -> torch.Tensor:
         if not isinstance(actions, torch.Tensor):

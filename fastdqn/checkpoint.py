@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 CHECKPOINT = "checkpoint.pt"
-FORMAT = 2  # 2: population engine state (format 1, before populations, is not readable)
+FORMAT = 3  # 3: any env, the network's description ("net"); 2: CartPole populations (readable); 1: not readable
 
 
 class CheckpointError(ValueError):
@@ -55,35 +55,46 @@ def load(path, map_location="cpu") -> dict:
     return obj
 
 
+def net_description(ckpt: dict) -> dict:
+    """The network a checkpoint's agents use (format 2 checkpoints held CartPole MLPs only)."""
+    if "net" in ckpt:
+        return ckpt["net"]
+    return {"name": "mlp", "obs_shape": [int(ckpt["obs_dim"])], "n_actions": int(ckpt["n_actions"]),
+            "hidden": list(ckpt["configs"][0]["hidden"])}
+
+
 def load_policy(path, agent: int = 0, device="cpu"):
-    """Greedy policy of agent ``agent`` of a trained run: ``policy(obs [B, obs_dim] float32) ->
-    actions [B] int64``. For a solved agent of a run that stopped when solved, these are the
-    weights that passed the evaluation.
+    """Greedy policy of agent ``agent`` of a trained run: ``policy(obs [B, *obs_shape]) -> actions
+    [B] int64``, whatever env and network it trained (the checkpoint names them). For a solved
+    agent of a run that stopped when solved, these are the weights that passed the evaluation.
 
     ``path`` is a run directory or checkpoint file. Accepts numpy arrays or torch tensors and
-    returns the same kind.
+    returns the same kind. ``policy.config`` is the agent's config, ``policy.obs_shape`` the
+    observation shape it takes.
     """
+    from fastdqn import nets
     from fastdqn.config import DQNConfig
-    from fastdqn.learner import MLP
 
     ckpt = load(path)
     k = len(ckpt["configs"])
     if isinstance(agent, bool) or not isinstance(agent, int) or not 0 <= agent < k:
         raise CheckpointError(f"agent must be an integer in [0, {k - 1}] for this run of {k} agent(s); got {agent!r}")
     cfg = DQNConfig.from_dict(ckpt["configs"][agent])
-    obs_dim, n_actions = int(ckpt["obs_dim"]), int(ckpt["n_actions"])
-    net = MLP(obs_dim, n_actions, cfg.hidden)
+    desc = net_description(ckpt)
+    obs_shape = tuple(desc["obs_shape"])
+    net = nets.build(desc)
     layers = net.views(ckpt["policies"][agent:agent + 1].to(device))
 
     @torch.no_grad()
     def policy(obs):
         is_numpy = isinstance(obs, np.ndarray)
-        x = torch.as_tensor(obs, dtype=torch.float32, device=device)
-        if x.ndim != 2 or x.shape[1] != obs_dim:
-            raise ValueError(f"observations must have shape [B, {obs_dim}], got {tuple(x.shape)}")
+        x = torch.as_tensor(obs, device=device)
+        if tuple(x.shape[1:]) != obs_shape:
+            raise ValueError(f"observations must have shape [B, {', '.join(map(str, obs_shape))}], got {tuple(x.shape)}")
         a = net.forward(layers, x[None])[0][0].argmax(dim=1)
         return a.cpu().numpy() if is_numpy else a
 
     policy.config = cfg
     policy.agent = agent
+    policy.obs_shape = obs_shape
     return policy

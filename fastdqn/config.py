@@ -10,9 +10,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-ENVS = {"CartPole-v1": (500, 475.0), "CartPole-v0": (200, 195.0)}
 CHOICES = {
-    "env_id": tuple(ENVS),
+    "network": ("mlp",),
     "env_backend": ("auto", "numba", "torch"),
     "device": ("auto", "cpu", "cuda"),
     "loss": ("mse", "huber"),
@@ -32,10 +31,13 @@ def _f(default, doc, **kw):
 @dataclass
 class DQNConfig:
     # environment
-    env_id: str = _f("CartPole-v1", "CartPole-v1 (500-step episodes, solved at 475) or CartPole-v0 (200, 195)")
-    num_envs: int = _f(8, "CartPoles stepped together; each step adds num_envs transitions")
-    env_backend: str = _f("auto", "batched env backend: numba (CPU), torch, or auto (numba on CPU, torch on CUDA)")
+    env_id: str = _f("CartPole-v1", "env id: native CartPole-v1, CartPole-v0, Acrobot-v1, MountainCar-v0, or any "
+                     "installed Gymnasium id with Box observations and Discrete actions (slow path)", alias="--env")
+    num_envs: int = _f(8, "envs stepped together per agent; each step adds num_envs transitions")
+    env_backend: str = _f("auto", "batched env backend: numba (CPU), torch, or auto (numba on CPU, torch on CUDA); "
+                          "Gymnasium ids always step through gymnasium.make_vec")
     # network and optimiser
+    network: str = _f("mlp", "Q-network by name (mlp: ReLU MLP over the flattened observation)")
     hidden: tuple[int, ...] = _f((64, 64), "hidden layer sizes of the ReLU MLP Q-network", nargs="+")
     lr: float = _f(5e-3, "Adam learning rate")
     gamma: float = _f(0.99, "discount factor, in [0, 1]")
@@ -59,7 +61,10 @@ class DQNConfig:
     total_steps: int = _f(100_000, "env-step budget (transitions summed over envs)")
     eval_every: int = _f(2_000, "env steps between greedy evaluations; 0 = only at the end")
     eval_episodes: int = _f(100, "episodes per evaluation (run as that many batched envs)")
-    stop_when_solved: bool = _f(True, "stop as soon as an evaluation's mean return reaches the env's threshold")
+    confirm_episodes: int = _f(200, "fresh episodes that confirm an evaluation reaching the threshold; the agent "
+                               "is solved only if their mean reaches it too")
+    stop_when_solved: bool = _f(True, "stop an agent as soon as it is solved (an evaluation reached the env's "
+                                "threshold and the confirmation did too)")
     # system
     device: str = _f("auto", "auto (cuda if available), cpu or cuda")
     compile: str = _f("auto", "torch.compile mode for the training iteration: none, default, reduce-overhead, "
@@ -73,12 +78,20 @@ class DQNConfig:
     plot: bool = _f(True, "write learning_curve.png at the end")
 
     @property
-    def max_episode_steps(self) -> int:
-        return ENVS[self.env_id][0]
+    def spec(self):
+        """The env's :class:`fastdqn.envs.EnvSpec`."""
+        from fastdqn.envs import spec
+
+        return spec(self.env_id)
 
     @property
-    def solve_threshold(self) -> float:
-        return ENVS[self.env_id][1]
+    def max_episode_steps(self) -> int:
+        return self.spec.max_episode_steps
+
+    @property
+    def solve_threshold(self) -> float | None:
+        """The mean return at which an agent is solved (None: the env has none, never solved)."""
+        return self.spec.reward_threshold
 
     def replace(self, **changes) -> DQNConfig:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
@@ -112,7 +125,7 @@ class DQNConfig:
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"{f.name} must be a finite number; got {v!r}")
         positive = ["num_envs", "buffer_size", "batch_size", "train_frequency", "gradient_steps", "total_steps",
-                    "eval_episodes", "log_every"]
+                    "eval_episodes", "confirm_episodes", "log_every"]
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)!r}")
@@ -138,6 +151,15 @@ class DQNConfig:
             raise ConfigError(f"num_envs ({self.num_envs}) must not exceed buffer_size ({self.buffer_size})")
         if self.env_backend == "numba" and self.device == "cuda":
             raise ConfigError("env_backend numba runs on the CPU only; use env_backend torch (or auto) with device cuda")
+        from fastdqn.envs import EnvError
+
+        try:
+            spec = self.spec
+        except EnvError as e:
+            raise ConfigError(str(e)) from None
+        if not spec.native and self.env_backend not in ("auto",):
+            raise ConfigError(f"{self.env_id} steps through Gymnasium (not a native env): env_backend must be auto; "
+                              f"got {self.env_backend!r}")
         return self
 
 
@@ -167,8 +189,28 @@ PRESETS: dict[str, DQNConfig] = {
     ),
     # Tuned for least wall-clock time to solve CartPole-v1 on a small CPU (see bench/NOTES.md).
     "fast": DQNConfig(),
+    # Acrobot-v1 (solved at -100), tuned over population runs (bench/NOTES.md section 8).
+    "acrobot": DQNConfig(
+        env_id="Acrobot-v1", num_envs=8, hidden=(128, 128), lr=1e-3, gamma=0.99, loss="huber", double_dqn=True,
+        target_period=100, buffer_size=50_000, batch_size=128, learning_starts=1_000, eps_schedule="linear",
+        eps_start=1.0, eps_end=0.05, eps_decay=0.1, total_steps=100_000, eval_every=5_000,
+    ),
+    # MountainCar-v0 (solved at -110), tuned over population runs (bench/NOTES.md section 8).
+    "mountaincar": DQNConfig(
+        env_id="MountainCar-v0", num_envs=16, hidden=(256, 256), lr=4e-3, gamma=0.98, loss="huber", double_dqn=True,
+        target_period=300, buffer_size=10_000, batch_size=128, learning_starts=1_000, train_frequency=1,
+        gradient_steps=8, eps_schedule="linear", eps_start=1.0, eps_end=0.07, eps_decay=0.2, total_steps=120_000,
+        eval_every=5_000,
+    ),
 }
 DEFAULT_PRESET = "fast"
+
+
+def preset_for_env(env_id: str) -> str:
+    """The tuned preset of a native env (``fast`` for CartPole), else the default preset."""
+    from fastdqn.envs import NATIVE
+
+    return (NATIVE[env_id].preset if env_id in NATIVE else None) or DEFAULT_PRESET
 
 
 def preset(name: str) -> DQNConfig:

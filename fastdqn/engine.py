@@ -27,15 +27,18 @@ import dataclasses
 import numpy as np
 import torch
 
-from fastdqn.cartpole import _GOLDEN, CartPole, _as_signed, _lsr, _mix64, keep_freed_memory
+from fastdqn import envs, nets
+from fastdqn.cartpole import keep_freed_memory
 from fastdqn.config import ConfigError, DQNConfig
 from fastdqn.kernels import rng
-from fastdqn.learner import MLP, Learner
+from fastdqn.kernels.rng import as_signed, lsr, mix64
+from fastdqn.learner import Learner
 from fastdqn.replay import ReplayBuffer
 
 # Fields that may differ between the agents of one population (applied as [K] tensors).
 PER_AGENT_FIELDS = ("seed", "lr", "gamma", "eps_start", "eps_end", "eps_decay", "tau", "target_period", "grad_clip")
 EVAL_SEED_OFFSET = 1_000_003  # eval envs of agent k reset from seed_k + this
+CONFIRM_SEED_OFFSET = 2_000_029  # confirmation envs of agent k reset from seed_k + this
 _STREAM = 0x5DEECE66D  # separates the exploration/sampling stream from the env-reset stream
 
 
@@ -81,14 +84,18 @@ def stream_key(seed: int) -> int:
 class Engine:
     """K agents' complete training state on ``device`` and the iteration that advances it.
 
-    ``configs`` (one per agent) must differ only in :data:`PER_AGENT_FIELDS`. ``backend`` is the
-    env backend ("numba": CPU kernel, eager only; "torch": any device, compilable). ``net`` is
-    the Q-network (default: the configs' :class:`~fastdqn.learner.MLP`); any object with the
-    same ``init/views/forward/backward`` interface works, e.g. :class:`~fastdqn.learner.AutogradQNet`.
-    ``fuse`` (numba backend): run :meth:`collect` as one fused numba kernel (False: as tensor ops).
+    ``configs`` (one per agent) must differ only in :data:`PER_AGENT_FIELDS`. The env is
+    ``configs[0].env_id`` made by :func:`fastdqn.envs.make` with ``backend`` ("numba": CPU
+    kernels, eager only; "torch": any device, compilable; "gymnasium": the slow path for
+    non-native ids). ``net`` is the Q-network (default: the configs' ``network`` by name,
+    :mod:`fastdqn.nets`); any object with the ``init/views/forward/backward`` interface works,
+    e.g. :class:`~fastdqn.learner.AutogradQNet`. ``fuse``: run :meth:`collect` as the env's
+    fused numba kernel where it has one (CartPole; False: as tensor ops).
+    ``env_objects``: ``(env, eval_env, confirm_env)`` to adopt instead of making new ones (how
+    :meth:`select` keeps Gymnasium sub-envs where they are).
     """
 
-    def __init__(self, configs, device="cpu", backend="torch", net=None, fuse: bool = True):
+    def __init__(self, configs, device="cpu", backend="torch", net=None, fuse: bool = True, env_objects=None):
         configs = check_population(configs)
         cfg = configs[0]
         self.configs, self.cfg = configs, cfg
@@ -98,17 +105,24 @@ class Engine:
         k, n = len(configs), cfg.num_envs
         self.agents, self.num_envs = k, n
         seeds = [c.seed for c in configs]
-        self.env = CartPole(k * n, backend=backend, device=device, max_episode_steps=cfg.max_episode_steps, seed=seeds)
-        self.eval_env = CartPole(k * cfg.eval_episodes, backend=backend, device=device,
-                                 max_episode_steps=cfg.max_episode_steps, seed=[s + EVAL_SEED_OFFSET for s in seeds])
-        self.obs_dim, self.n_actions = CartPole.OBS_DIM, CartPole.N_ACTIONS
-        self.net = net if net is not None else MLP(self.obs_dim, self.n_actions, cfg.hidden)
+        self.spec = spec = cfg.spec
+        if env_objects is None:
+            def make(count, offset):
+                return envs.make(cfg.env_id, k * count, backend=backend, device=device,
+                                 seed=[s + offset for s in seeds], max_episode_steps=cfg.max_episode_steps)
+
+            env_objects = (make(n, 0), make(cfg.eval_episodes, EVAL_SEED_OFFSET),
+                           make(cfg.confirm_episodes, CONFIRM_SEED_OFFSET))
+        self.env, self.eval_env, self.confirm_env = env_objects
+        self.obs_shape, self.n_actions = spec.obs_shape, spec.n_actions
+        self.net_desc = nets.describe(cfg.network, spec.obs_shape, spec.n_actions, cfg)
+        self.net = net if net is not None else nets.build(self.net_desc)
         params = torch.stack([self.net.init(torch.Generator().manual_seed(s)) for s in seeds]).to(device)
         per = {f: [getattr(c, f) for c in configs] for f in PER_AGENT_FIELDS}
         self.learner = Learner(self.net, params, lr=per["lr"], gamma=per["gamma"], loss=cfg.loss,
                                double_dqn=cfg.double_dqn, target_period=per["target_period"], tau=per["tau"],
                                grad_clip=per["grad_clip"])
-        self.replay = ReplayBuffer(cfg.buffer_size, self.obs_dim, agents=k, device=device)
+        self.replay = ReplayBuffer(cfg.buffer_size, spec.obs_shape, agents=k, device=device, obs_dtype=spec.obs_dtype)
 
         def column(values):
             return torch.tensor(values, dtype=torch.float32, device=device).reshape(k, 1)
@@ -121,15 +135,15 @@ class Engine:
         self.eps_start = column([c.eps_end if linear and s <= 0 else c.eps_start for c, s in zip(configs, span)])
         self.eps_end = column(per["eps_end"])
         self.eps_rate = column([-c.eps_decay for c in configs] if not linear else [1 / s if s > 0 else 0.0 for s in span])
-        self.keys = torch.tensor([_as_signed(stream_key(s)) for s in seeds], dtype=torch.int64, device=device)
+        self.keys = torch.tensor([as_signed(stream_key(s)) for s in seeds], dtype=torch.int64, device=device)
         self.width = n + cfg.gradient_steps * cfg.batch_size  # random draws per learning iteration
-        self._columns = torch.arange(self.width, device=device) * _GOLDEN
-        self._row_stride = _as_signed((self.width * rng.GOLDEN) & rng.MASK64)
+        self._columns = torch.arange(self.width, device=device) * rng.GOLDEN_I64
+        self._row_stride = as_signed((self.width * rng.GOLDEN) & rng.MASK64)
 
         # counters and running episodes (device); host mirrors only for loop control
         self.env_steps = torch.zeros((), dtype=torch.int64, device=device)
         self.draws = torch.zeros((), dtype=torch.int64, device=device)  # iterations run: the RNG counter
-        self.obs = self.env.reset().reshape(k, n, self.obs_dim).contiguous()
+        self.obs = self.env.reset().reshape(k, n, *self.obs_shape).to(spec.obs_dtype).contiguous()
         self.ep_return = torch.zeros(k, n, device=device)
         self.finished = torch.zeros(k, device=device)  # episodes finished since the last read_metrics
         self.finished_return = torch.zeros(k, device=device)  # their summed returns
@@ -137,10 +151,11 @@ class Engine:
         self.host_env_steps = 0
         self.host_iterations = 0
         self.host_updates = 0
+        self.last_learned = False  # whether the last step() updated
         self.iteration_fn = self.iteration
         self.phase = no_phase  # name -> context manager around each phase (fastdqn.profile sets timers)
         self._collect_kernel = None
-        if backend == "numba" and fuse:  # the fused CPU kernel and its (persistent) buffers as numpy views
+        if backend == "numba" and fuse and hasattr(self.env, "numba_buffers"):  # CartPole's fused CPU kernel
             from fastdqn.kernels import cartpole_numba as kernels
 
             self._collect_kernel = kernels.collect if k * n >= kernels.PARALLEL_MIN_ENVS else kernels.collect_serial
@@ -165,7 +180,7 @@ class Engine:
     def random_bits(self, width: int) -> torch.Tensor:
         """This iteration's ``[K, width]`` random 64-bit words (as int64), one stream per agent."""
         z = self.keys[:, None] + (self.draws * self._row_stride + self._columns[:width])
-        return _mix64(z)
+        return mix64(z)
 
     def iteration(self, learn: bool) -> torch.Tensor:
         """Advance every agent one vector step (and, if ``learn``, ``gradient_steps`` updates).
@@ -202,7 +217,7 @@ class Engine:
         k, n = self.agents, self.num_envs
         with phase("act"):  # epsilon-greedy; u < eps explores, and then u / eps is uniform in [0, 1)
             bits = self.random_bits(self.width if learn else n)
-            u = _lsr(bits[:, :n], 40).to(torch.float32) * (2.0**-24)
+            u = lsr(bits[:, :n], 40).to(torch.float32) * (2.0**-24)
             explore = (u * self.n_actions / eps.clamp(min=1e-30)).clamp_(max=self.n_actions - 1).long()
             actions = torch.where(u < eps, explore, greedy)
         with phase("env"):
@@ -210,9 +225,9 @@ class Engine:
             reward = res.reward.view(k, n)
             terminated, truncated = res.terminated.view(k, n), res.truncated.view(k, n)
         with phase("store"):
-            self.replay.add(self.obs, actions, reward, res.final_obs.reshape(k, n, self.obs_dim), terminated,
+            self.replay.add(self.obs, actions, reward, res.final_obs.reshape(k, n, *self.obs_shape), terminated,
                             truncated)
-            self.obs.copy_(res.obs.reshape(k, n, self.obs_dim))
+            self.obs.copy_(res.obs.reshape(k, n, *self.obs_shape))
         with phase("bookkeeping"):
             done = terminated | truncated
             self.ep_return.add_(reward)
@@ -221,7 +236,7 @@ class Engine:
             self.ep_return.masked_fill_(done, 0.0)
             self.env_steps.add_(n)
             self.draws.add_(1)
-        return (_lsr(bits[:, n:], 32) * self.replay.size) >> 32  # uniform indices into the filled rows
+        return (lsr(bits[:, n:], 32) * self.replay.size) >> 32  # uniform indices into the filled rows
 
     def learns_next(self) -> bool:
         """Whether the next iteration updates (from host counters that advance deterministically)."""
@@ -232,6 +247,7 @@ class Engine:
         """Run one iteration (through ``iteration_fn``, which may be compiled) and advance the host mirrors."""
         learn = self.learns_next()
         self.iteration_fn(learn)
+        self.last_learned = learn
         self.host_env_steps += self.num_envs
         self.host_iterations += 1
         if learn:
@@ -251,11 +267,13 @@ class Engine:
         self.learner.set_active(torch.as_tensor(active, dtype=torch.bool).to(self.device))
 
     @torch.no_grad()
-    def evaluate(self) -> torch.Tensor:
-        """Greedy returns ``[K, eval_episodes]``: one episode in each eval env, fresh resets."""
-        k, e = self.agents, self.cfg.eval_episodes
-        env = self.eval_env
-        obs = env.reset().reshape(k, e, self.obs_dim)
+    def evaluate(self, confirm: bool = False) -> torch.Tensor:
+        """Greedy returns ``[K, episodes]``: one episode in each eval env (``eval_episodes`` of
+        them; with ``confirm``, the ``confirm_episodes`` confirmation envs), fresh resets."""
+        k = self.agents
+        env = self.confirm_env if confirm else self.eval_env
+        e = env.num_envs // k
+        obs = env.reset().reshape(k, e, *self.obs_shape)
         returns = torch.zeros(k, e, device=self.device)
         running = torch.ones(k, e, dtype=torch.bool, device=self.device)
         for t in range(env.max_episode_steps):
@@ -263,48 +281,60 @@ class Engine:
             res = env.step(actions.view(-1), check=False)
             returns += res.reward.view(k, e) * running
             running &= ~(res.terminated | res.truncated).view(k, e)
-            obs = res.obs.reshape(k, e, self.obs_dim)
+            obs = res.obs.reshape(k, e, *self.obs_shape)
             if t % 50 == 49 and not running.any():  # a host sync every 50 steps, eval only
                 break
         return returns
+
+    # The engine's state in one table, which drives state_dict, load_state_dict and select:
+    # tensors with the agent as leading dimension, tensors all agents share, the envs, and within
+    # the learner and replay state the entries that all agents share (the rest lead with K).
+    AGENT_TENSORS = ("obs", "ep_return", "finished", "finished_return", "last_loss", "eps_start", "eps_rate")
+    SHARED_TENSORS = ("env_steps", "draws")
+    ENVS = ("env", "eval_env", "confirm_env")
+    SHARED_ENTRIES = {"learner": ("updates", "optimizer"), "optimizer": ("step",), "replay": ("pos", "size")}
+
+    def state_dict(self) -> dict:
+        return {
+            "learner": self.learner.state_dict(), "replay": self.replay.state_dict(),
+            **{name: getattr(self, name).state_dict() for name in self.ENVS},
+            **{name: getattr(self, name) for name in self.AGENT_TENSORS + self.SHARED_TENSORS},
+            "active": self.learner.active,
+            "host": {"env_steps": self.host_env_steps, "iterations": self.host_iterations, "updates": self.host_updates},
+        }
+
+    def load_state_dict(self, d: dict, envs: bool = True) -> None:
+        """Continue from :meth:`state_dict` ``d``; ``envs=False`` keeps the envs as they are.
+        (Checkpoints written before confirmation envs existed restart those fresh.)"""
+        self.learner.load_state_dict(d["learner"])
+        self.replay.load_state_dict(d["replay"])
+        for name in self.ENVS if envs else ():
+            if name in d:
+                getattr(self, name).load_state_dict(d[name])
+        for name in self.AGENT_TENSORS + self.SHARED_TENSORS:
+            getattr(self, name).copy_(d[name])
+        self.learner.set_active(d["active"].bool())
+        h = d["host"]
+        self.host_env_steps, self.host_iterations, self.host_updates = h["env_steps"], h["iterations"], h["updates"]
 
     def select(self, rows: list[int]) -> Engine:
         """A new engine holding only the agents ``rows`` (in that order), each continuing exactly
         where it is: how a population sheds its solved agents, so that they cost nothing more."""
         idx = torch.tensor(rows, dtype=torch.long, device=self.device)
+
+        def take(d: dict, part: str) -> dict:
+            shared = self.SHARED_ENTRIES[part]
+            return {name: v if name in shared else v[idx] for name, v in d.items()}
+
         sd = self.state_dict()
-        learner, opt = sd["learner"], sd["learner"]["optimizer"]
-        new_sd = {**sd, "env": self.env.group_state_dict(rows), "eval_env": self.eval_env.group_state_dict(rows),
-                  "learner": {**learner, "params": learner["params"][idx], "target": learner["target"][idx],
-                              "optimizer": {**opt, "exp_avg": opt["exp_avg"][idx], "exp_avg_sq": opt["exp_avg_sq"][idx]}},
-                  "replay": {**sd["replay"], "data": sd["replay"]["data"][idx]}}
-        for name in self.PER_AGENT_STATE:
-            new_sd[name] = sd[name][idx]
+        new_sd = {**sd, **{name: sd[name][idx] for name in (*self.AGENT_TENSORS, "active")},
+                  "learner": {**take(sd["learner"], "learner"), "optimizer": take(sd["learner"]["optimizer"], "optimizer")},
+                  "replay": take(sd["replay"], "replay")}
+        native = self.env.backend != "gymnasium"
+        if native:
+            new_sd.update({name: getattr(self, name).group_state_dict(rows) for name in self.ENVS})
+        env_objects = None if native else tuple(getattr(self, name).take_groups(rows) for name in self.ENVS)
         new = Engine([self.configs[i] for i in rows], self.device, self.env.backend, self.net,
-                     self._collect_kernel is not None)
-        new.load_state_dict(new_sd)
+                     self._collect_kernel is not None, env_objects=env_objects)
+        new.load_state_dict(new_sd, envs=native)
         return new
-
-    PER_AGENT_STATE = ("obs", "ep_return", "finished", "finished_return", "last_loss", "eps_start", "eps_rate", "active")
-
-    def state_dict(self) -> dict:
-        return {
-            "learner": self.learner.state_dict(), "replay": self.replay.state_dict(), "env": self.env.state_dict(),
-            "eval_env": self.eval_env.state_dict(), "obs": self.obs, "ep_return": self.ep_return,
-            "finished": self.finished, "finished_return": self.finished_return, "last_loss": self.last_loss,
-            "env_steps": self.env_steps, "draws": self.draws, "eps_start": self.eps_start, "eps_rate": self.eps_rate,
-            "active": self.learner.active,
-            "host": {"env_steps": self.host_env_steps, "iterations": self.host_iterations, "updates": self.host_updates},
-        }
-
-    def load_state_dict(self, d: dict) -> None:
-        self.learner.load_state_dict(d["learner"])
-        self.replay.load_state_dict(d["replay"])
-        self.env.load_state_dict(d["env"])
-        self.eval_env.load_state_dict(d["eval_env"])
-        for name in ("obs", "ep_return", "finished", "finished_return", "last_loss", "env_steps", "draws", "eps_start",
-                     "eps_rate"):
-            getattr(self, name).copy_(d[name])
-        self.learner.set_active(d["active"].bool())
-        h = d["host"]
-        self.host_env_steps, self.host_iterations, self.host_updates = h["env_steps"], h["iterations"], h["updates"]

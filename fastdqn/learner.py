@@ -59,9 +59,10 @@ class MLP:
         return out
 
     def forward(self, layers, obs: torch.Tensor, need_grad: bool = False):
-        """Action values ``[K, B, n_actions]`` from :meth:`views` ``layers``, and what
+        """Action values ``[K, B, n_actions]`` for ``obs [K, B, *obs_shape]`` (flattened to
+        ``obs_dim`` floats) from :meth:`views` ``layers``, and what
         :meth:`backward` needs (the input of every layer)."""
-        inputs, x = [], obs
+        inputs, x = [], obs.reshape(*obs.shape[:2], -1).to(torch.float32)  # any obs shape and dtype: flattened floats
         for i, (w, b) in enumerate(layers):
             inputs.append(x)
             x = torch.baddbmm(b, x, w)

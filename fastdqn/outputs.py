@@ -20,10 +20,11 @@ def read_metrics(run_dir) -> dict[int, list[tuple[int, float]]]:
     return out
 
 
-def read_evals(run_dir) -> list[tuple[int, int, float]]:
-    """evals.csv as ``[(env_step, agent, eval_mean_return), ...]``."""
+def read_evals(run_dir, column: str = "eval_mean_return") -> list[tuple[int, int, float]]:
+    """evals.csv as ``[(env_step, agent, value of column), ...]`` (rows where it is empty left out;
+    ``confirm_mean_return`` is filled only where an evaluation reached the threshold)."""
     with open(Path(run_dir) / "evals.csv", newline="") as f:
-        return [(int(r["env_step"]), int(r["agent"]), float(r["eval_mean_return"])) for r in csv.DictReader(f)]
+        return [(int(r["env_step"]), int(r["agent"]), float(r[column])) for r in csv.DictReader(f) if r.get(column)]
 
 
 def rolling_mean(xs: list[float], window: int) -> list[float]:
@@ -63,7 +64,8 @@ def population_curves(per_agent: dict[int, list[tuple[int, float]]]):
 
 
 def plot_learning_curve(run_dir, cfg: DQNConfig, agents: int = 1, window: int = 10) -> Path:
-    """Training return against env steps, with the greedy evaluations marked (no display needed).
+    """Training return against env steps, with the greedy evaluations marked (no display needed)
+    and the confirmations of evaluations that reached the threshold (what "solved" rests on).
 
     One agent: the mean return of the episodes finished in each metrics flush and its rolling
     mean. A population: the median over agents with the 10th-90th percentile band.
@@ -86,11 +88,23 @@ def plot_learning_curve(run_dir, cfg: DQNConfig, agents: int = 1, window: int = 
     eval_steps = sorted({s for s, _, _ in evals})
     eval_med = [statistics.median([r for s2, _, r in evals if s2 == s]) for s in eval_steps]
     label = "greedy evaluation" + (" (median)" if agents > 1 else "")
+    points = [(label, eval_steps, eval_med, (214, 39, 40))]
+    confirms = read_evals(run_dir, "confirm_mean_return")
+    if confirms:
+        points.append(("confirmation (fresh episodes)", [s for s, _, _ in confirms], [r for _, _, r in confirms],
+                       (44, 160, 44)))
+    threshold = cfg.solve_threshold
+    hlines = [] if threshold is None else [(f"solved ({threshold:g})", threshold, (44, 160, 44))]
+    if cfg.spec.return_range is not None:
+        lo, hi = cfg.spec.return_range
+    else:  # from the data
+        values = [r for rows in per_agent.values() for _, r in rows] + [r for *_, r in evals]
+        values += [] if threshold is None else [threshold]
+        lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = 0.05 * ((hi - lo) or 1.0)
     return line_chart(
-        Path(run_dir) / "learning_curve.png", series,
-        hlines=[(f"solved ({cfg.solve_threshold:g})", cfg.solve_threshold, (44, 160, 44))],
-        points=[(label, eval_steps, eval_med, (214, 39, 40))],
-        title=title, xlabel="env steps (per agent)", ylabel="return", ylim=(0, cfg.max_episode_steps * 1.05),
+        Path(run_dir) / "learning_curve.png", series, hlines=hlines, points=points,
+        title=title, xlabel="env steps (per agent)", ylabel="return", ylim=(lo - pad if lo < 0 else lo, hi + pad),
     )
 
 

@@ -4,8 +4,11 @@ The hot loop is :meth:`fastdqn.engine.Engine.iteration` (act, step, store, sampl
 target update, bookkeeping for all K agents, no host sync). This module drives it and does the
 interval work between iterations: metric flushes (one row per agent every ``log_every`` vector
 steps), greedy evaluations (every agent at once), checkpoints and the run's outputs. An agent
-whose evaluation reaches the env's threshold is solved; with ``stop_when_solved`` it stops
-updating (its policy stays the one that passed) and the run ends when every agent is solved.
+whose evaluation reaches the env's threshold is confirmed on ``confirm_episodes`` fresh episodes
+(independent of the evaluation, so the best of several noisy evaluations does not pass for
+solved); it is solved when the confirmation reaches the threshold too. With
+``stop_when_solved`` a solved agent stops updating (its policy stays the one that passed) and
+the run ends when every agent is solved.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from pathlib import Path
 
 import torch
 
-from fastdqn import checkpoint
+from fastdqn import checkpoint, envs
 from fastdqn.config import ConfigError, DQNConfig
 from fastdqn.engine import PER_AGENT_FIELDS, Engine, check_population, population_configs
 
 METRICS_FIELDS = ["env_step", "agent", "wall_time_s", "episodes", "mean_return", "epsilon", "loss", "env_steps_per_s"]
-EVAL_FIELDS = ["env_step", "agent", "updates", "wall_time_s", "eval_mean_return", "eval_std_return"]
+EVAL_FIELDS = ["env_step", "agent", "updates", "wall_time_s", "eval_mean_return", "eval_std_return",
+               "confirm_mean_return"]
 RESUMABLE_OVERRIDES = {"total_steps", "eval_every", "stop_when_solved", "progress", "plot", "log_every"}
 
 
@@ -44,7 +48,7 @@ class TrainResult:
     env_steps: int  # per agent
     updates: int  # per agent
     wall_time_s: float
-    eval_mean_return: float | None  # mean over agents of each one's last (for a solved agent: passing) evaluation
+    eval_mean_return: float | None  # mean over agents of each one's last evaluation (a solved agent: its confirmation)
     eval_std_return: float | None
     env_steps_per_s: float  # all agents together, over the loop
     updates_per_s: float  # all agents together, over the loop
@@ -60,10 +64,12 @@ def resolve_device(cfg: DQNConfig) -> tuple[torch.device, str, str]:
         device = torch.device(cfg.device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RunDirError("device cuda was requested but torch sees no CUDA GPU; use --device cpu or auto")
-    backend = cfg.env_backend if cfg.env_backend != "auto" else ("numba" if device.type == "cpu" else "torch")
+    backend = cfg.env_backend if cfg.env_backend != "auto" else envs.default_backend(cfg.spec, device)
     # auto: eager everywhere. On a CPU the compile takes longer than a whole run; on an H200 the
     # compiled update was slower per iteration than eager (3.7 vs 2.4 ms, shared/gpu/README.md).
     compile_mode = cfg.compile if cfg.compile != "auto" else "none"
+    if backend == "numba" and device.type != "cpu":
+        raise RunDirError(f"env_backend numba runs on the CPU only, not on {device}; use env_backend torch or auto")
     return device, backend, compile_mode
 
 
@@ -145,201 +151,259 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
     (:data:`fastdqn.engine.PER_AGENT_FIELDS`). ``resume=True`` continues the run in ``out`` from
     its checkpoint; the configs must then equal the run's except for RESUMABLE_OVERRIDES (build
     them with :func:`resume_config`). ``net``: a Q-network object for the engine (default: the
-    configs' MLP). ``on_eval(rows)``: called after each evaluation with one row per agent still
-    training (env_step, agent, updates, wall_time_s, eval_mean_return, eval_std_return); it
-    returns the agents to stop (they leave the engine like solved ones; ``fastdqn sweep`` prunes
-    this way).
+    configs' ``network``). ``on_eval(rows)``: called after each evaluation with one row per agent
+    still training (env_step, agent, updates, wall_time_s, eval_mean_return, eval_std_return,
+    confirm_mean_return, solved); it returns the agents to stop (they leave the engine like
+    solved ones; ``fastdqn sweep`` prunes this way).
     """
-    t_start = time.perf_counter()
-    configs = check_population(list(cfg) if isinstance(cfg, (list, tuple)) else population_configs(cfg, population))
-    cfg, k = configs[0], len(configs)
-    ckpt = None
-    if resume:
-        ckpt = checkpoint.load(out)
-        saved = [DQNConfig.from_dict(d) for d in ckpt["configs"]]
-        if len(saved) != k:
-            raise ConfigError(f"the resumed run has {len(saved)} agents, not {k}; the population cannot change")
-        for a, b in zip(configs, saved):
-            changed = [f for f in DQNConfig.__dataclass_fields__ if f not in RESUMABLE_OVERRIDES
-                       and getattr(a, f) != getattr(b, f)]
-            if changed:
-                raise ConfigError(f"{changed[0]} differs from the resumed run's ({getattr(b, changed[0])!r}); only "
-                                  f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change when resuming")
-    if out is None:  # a fresh directory under runs/, never one that exists
-        stem = Path("runs") / time.strftime(f"{cfg.env_id}-%Y%m%d-%H%M%S")
-        out = next(p for i in range(1, 10**6) if not (p := stem.with_name(stem.name + (f"-{i}" if i > 1 else ""))).exists())
-    run_dir = prepare_run_dir(out, resume)
-    device, backend, compile_mode = resolve_device(cfg)
-    set_threads(cfg, k, device)
-    (run_dir / "config.json").write_text(json.dumps(config_json(configs), indent=2) + "\n")
+    run = Run(cfg, out, resume, population, net, on_eval)
+    engine, cfg = run.engine, run.cfg
+    run.pause_gc_and_sigint()
+    try:
+        while engine.host_env_steps < cfg.total_steps and not run.all_done():
+            run.check_interrupt()
+            engine.step()  # act, step, store, sample, update: every agent, no host sync
+            run.count_iteration()
+            if run.since_flush == cfg.log_every:
+                run.flush()
+            if run.eval_due():
+                run.evaluate()  # may shed solved agents: a new, smaller engine
+                run.save_checkpoint()
+                engine = run.engine
+    except KeyboardInterrupt:
+        run.interrupted = True
+    finally:
+        run.restore_gc_and_sigint()
+    return run.finish()
 
-    # --- set-up -------------------------------------------------------------------------
-    # The engine holds the agents still training (`alive`, by agent number); with
-    # stop_when_solved a solved agent leaves it (its parameters go to `policies`, [K, P] on the host).
-    def compiled(e: Engine) -> Engine:
-        if compile_mode != "none":
-            e.iteration_fn = torch.compile(e.iteration, mode=compile_mode, fullgraph=backend == "torch")
+
+class Run:
+    """One training run's interval work around the engine: metrics flushes, evaluations with
+    their confirmations, shedding solved agents, checkpoints and the final outputs."""
+
+    def __init__(self, cfg, out, resume: bool, population: int, net, on_eval):
+        self.t_start = time.perf_counter()
+        configs = check_population(list(cfg) if isinstance(cfg, (list, tuple)) else population_configs(cfg, population))
+        self.configs, self.cfg, self.k = configs, configs[0], len(configs)
+        cfg, k = self.cfg, self.k
+        ckpt = checkpoint.load(out) if resume else None
+        if ckpt is not None:
+            check_resumable(configs, ckpt)
+        if out is None:  # a fresh directory under runs/, never one that exists
+            stem = Path("runs") / time.strftime(f"{cfg.env_id.replace('/', '_')}-%Y%m%d-%H%M%S")
+            out = next(p for i in range(1, 10**6)
+                       if not (p := stem.with_name(stem.name + (f"-{i}" if i > 1 else ""))).exists())
+        device, self.backend, self.compile_mode = resolve_device(cfg)
+        self.run_dir = prepare_run_dir(out, resume)
+        self.device = device
+        set_threads(cfg, k, device)
+        (self.run_dir / "config.json").write_text(json.dumps(config_json(configs), indent=2) + "\n")
+
+        # The engine holds the agents still training (`alive`, by agent number); with
+        # stop_when_solved a solved agent leaves it (its parameters go to `policies`, [K, P] on the host).
+        self.agents = [{"agent": i, "seed": c.seed, "solved": False, "solved_at_env_step": None,
+                        "updates_at_solve": None, "solved_at_wall_s": None, "stopped": False, "eval_mean_return": None,
+                        "eval_std_return": None, "crossing_eval_mean_return": None,
+                        **{f: getattr(c, f) for f in PER_AGENT_FIELDS}}
+                       for i, c in enumerate(configs)]
+        self.evals, self.prior_wall, self.alive = [], 0.0, list(range(k))
+        if ckpt is not None:
+            self.agents, self.evals = ckpt["agents"], list(ckpt["evals"])
+            self.prior_wall, self.alive = float(ckpt["wall_time_s"]), list(ckpt["alive"])
+        engine = Engine([configs[i] for i in self.alive], device=device, backend=self.backend, net=net)
+        if ckpt is not None:
+            engine.load_state_dict(ckpt["engine"])
+        self.engine = self.compiled(engine)
+        self.policies = ckpt["policies"].clone() if ckpt is not None else engine.learner.params.cpu().clone()
+        self.on_eval = on_eval
+        self.freeze = cfg.stop_when_solved
+        self.metrics_file = open(self.run_dir / "metrics.csv", "a", newline="")
+        self.metrics = csv.writer(self.metrics_file)
+        if self.metrics_file.tell() == 0:
+            self.metrics.writerow(METRICS_FIELDS)
+        self.recent: float | None = None  # latest mean training return over agents
+        self.progress = Progress(cfg.total_steps, k, cfg.progress)
+        self.next_eval = (engine.host_env_steps // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
+        self.loop_start = time.perf_counter()
+        self.since_flush = 0
+        self.work = {"env_steps": 0, "updates": 0}  # summed over the agents in the engine, this session
+        self.interrupted = False
+        self._stop: list[int] = []
+
+    def compiled(self, e: Engine) -> Engine:
+        if self.compile_mode != "none":
+            e.iteration_fn = torch.compile(e.iteration, mode=self.compile_mode, fullgraph=self.backend == "torch")
         return e
 
-    agents = [{"agent": i, "seed": c.seed, "solved": False, "solved_at_env_step": None, "updates_at_solve": None,
-               "solved_at_wall_s": None, "stopped": False, "eval_mean_return": None, "eval_std_return": None,
-               **{f: getattr(c, f) for f in PER_AGENT_FIELDS}}
-              for i, c in enumerate(configs)]
-    evals, prior_wall, alive = [], 0.0, list(range(k))
-    if ckpt is not None:
-        agents, evals, prior_wall = ckpt["agents"], list(ckpt["evals"]), float(ckpt["wall_time_s"])
-        alive = list(ckpt["alive"])
-    engine = Engine([configs[i] for i in alive], device=device, backend=backend, net=net)
-    if ckpt is not None:
-        engine.load_state_dict(ckpt["engine"])
-    engine = compiled(engine)
-    policies = ckpt["policies"].clone() if ckpt is not None else engine.learner.params.cpu().clone()
-    freeze = cfg.stop_when_solved
-    metrics_file = open(run_dir / "metrics.csv", "a", newline="")
-    metrics = csv.writer(metrics_file)
-    if metrics_file.tell() == 0:
-        metrics.writerow(METRICS_FIELDS)
+    # -- the loop's bookkeeping --------------------------------------------------------------
+    def pause_gc_and_sigint(self) -> None:
+        """The loop allocates many short-lived tensors and creates no reference cycles: pause the
+        cyclic garbage collector while it runs (~5 % of loop time). Ctrl-C only raises a flag,
+        read between iterations, so the checkpoint never holds half an iteration."""
+        self.gc_was_enabled = gc.isenabled()
+        gc.disable()
+        self.main_thread = threading.current_thread() is threading.main_thread()
+        self.old_handler = signal.signal(signal.SIGINT, lambda *_: self._stop.append(1)) if self.main_thread else None
 
-    recent: list[float] = []
-    progress = Progress(cfg.total_steps, k, cfg.progress)
-    next_eval = (engine.host_env_steps // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
-    loop_start = time.perf_counter()
-    since_flush = 0
-    work = {"env_steps": 0, "updates": 0}  # summed over the agents in the engine, this session
-    interrupted = False
+    def restore_gc_and_sigint(self) -> None:
+        if self.gc_was_enabled:
+            gc.enable()
+        if self.main_thread:
+            signal.signal(signal.SIGINT, self.old_handler)
 
-    def n_solved():
-        return sum(a["solved"] for a in agents)
+    def check_interrupt(self) -> None:
+        if self._stop:
+            raise KeyboardInterrupt
 
-    def all_done():  # every agent solved (when solved agents stop) or stopped by on_eval
-        return all(a["solved"] and freeze or a["stopped"] for a in agents)
+    def count_iteration(self) -> None:
+        e = self.engine
+        self.work["env_steps"] += e.agents * e.num_envs
+        self.work["updates"] += e.agents * e.cfg.gradient_steps * e.last_learned
+        self.since_flush += 1
 
-    def flush(final=False):
-        nonlocal since_flush
-        if since_flush == 0:  # nothing new since the last rows
+    def eval_due(self) -> bool:
+        """Whether an evaluation is due now (every eval_every env steps, once learning has started)."""
+        steps = self.engine.host_env_steps
+        if self.next_eval is None or steps < self.next_eval:
+            return False
+        self.next_eval += self.cfg.eval_every
+        return steps >= self.cfg.learning_starts
+
+    def n_solved(self) -> int:
+        return sum(a["solved"] for a in self.agents)
+
+    def all_done(self) -> bool:
+        """Every agent solved (when solved agents stop) or stopped by on_eval."""
+        return all(a["solved"] and self.freeze or a["stopped"] for a in self.agents)
+
+    # -- interval work ---------------------------------------------------------------------------
+    def flush(self, final: bool = False) -> None:
+        """One metrics row per agent in the engine (episodes finished since the last flush, their
+        mean return, epsilon, loss, env steps/s) and a progress-line refresh."""
+        engine = self.engine
+        if self.since_flush == 0:  # nothing new since the last rows
             if final:
-                progress.update(engine.host_env_steps, 0.0, recent[0] if recent else None, 0.0, None, n_solved(), True)
+                self.progress.update(engine.host_env_steps, 0.0, self.recent, 0.0, None, self.n_solved(), True)
             return
-        since_flush = 0
+        self.since_flush = 0
         m = engine.read_metrics()
         steps = engine.host_env_steps
-        elapsed = time.perf_counter() - loop_start
-        sps = work["env_steps"] / max(elapsed, 1e-9)
-        wall = f"{prior_wall + elapsed:.3f}"
+        elapsed = time.perf_counter() - self.loop_start
+        sps = self.work["env_steps"] / max(elapsed, 1e-9)
+        wall = f"{self.prior_wall + elapsed:.3f}"
         means = []
-        for row, i in enumerate(alive):
-            eps_i, loss_i, count = m["epsilon"][row], m["loss"][row], m["episodes"][row]
+        for row, i in enumerate(self.alive):
+            count = m["episodes"][row]
             mean = m["return_sum"][row] / count if count else None
             if mean is not None:
                 means.append(mean)
-            metrics.writerow([steps, i, wall, int(count), "" if mean is None else f"{mean:.2f}", f"{eps_i:.4f}",
-                              f"{loss_i:.5g}", f"{sps:.0f}"])
+            self.metrics.writerow([steps, i, wall, int(count), "" if mean is None else f"{mean:.2f}",
+                                   f"{m['epsilon'][row]:.4f}", f"{m['loss'][row]:.5g}", f"{sps:.0f}"])
         if means:
-            recent[:] = [sum(means) / len(means)]
-        last_eval = [a["eval_mean_return"] for a in agents if a["eval_mean_return"] is not None]
-        progress.update(steps, sps, recent[0] if recent else None, sum(m["epsilon"]) / len(alive),
-                        sum(last_eval) / len(last_eval) if last_eval else None, n_solved(), force=final)
+            self.recent = sum(means) / len(means)
+        last_eval = [a["eval_mean_return"] for a in self.agents if a["eval_mean_return"] is not None]
+        self.progress.update(steps, sps, self.recent, sum(m["epsilon"]) / len(self.alive),
+                             sum(last_eval) / len(last_eval) if last_eval else None, self.n_solved(), force=final)
 
-    def run_eval():
-        nonlocal engine, alive
+    def evaluate(self) -> None:
+        """Greedy evaluation of every agent in the engine; an agent whose mean reaches the threshold
+        is confirmed on fresh episodes and solved if the confirmation reaches it too. Solved
+        (and stopped) agents then leave the engine with the weights that passed."""
+        engine, threshold = self.engine, self.cfg.solve_threshold
         rets = engine.evaluate().cpu()
         mean, std = rets.mean(1).tolist(), rets.std(1, unbiased=False).tolist()
-        wall = prior_wall + time.perf_counter() - t_start
+        crossed = [threshold is not None and m >= threshold and not self.agents[i]["solved"]
+                   for m, i in zip(mean, self.alive)]
+        confirm = engine.evaluate(confirm=True).cpu() if any(crossed) else None
+        wall = self.prior_wall + time.perf_counter() - self.t_start
         rows = []
-        for row, i in enumerate(alive):
-            a = agents[i]
-            rows.append({"env_step": engine.host_env_steps, "agent": i, "updates": engine.host_updates,
-                         "wall_time_s": wall, "eval_mean_return": mean[row], "eval_std_return": std[row]})
+        for row, i in enumerate(self.alive):
+            a = self.agents[i]
+            r = {"env_step": engine.host_env_steps, "agent": i, "updates": engine.host_updates, "wall_time_s": wall,
+                 "eval_mean_return": mean[row], "eval_std_return": std[row], "confirm_mean_return": None,
+                 "solved": False}
             a["eval_mean_return"], a["eval_std_return"] = mean[row], std[row]
-            if mean[row] >= cfg.solve_threshold and not a["solved"]:
-                a.update(solved=True, solved_at_env_step=engine.host_env_steps, updates_at_solve=engine.host_updates,
-                         solved_at_wall_s=wall)
-        evals.extend(rows)
-        for i in (on_eval(rows) if on_eval is not None else ()):
-            agents[i]["stopped"] = True
-        keep = [row for row, i in enumerate(alive) if not (agents[i]["solved"] and freeze or agents[i]["stopped"])]
-        if len(keep) < len(alive):  # the solved (and the stopped) leave, with the weights that passed
-            flush()  # their last metrics rows first
-            policies[alive] = engine.learner.params.cpu()
+            if crossed[row]:
+                c = confirm[row]
+                r["confirm_mean_return"] = c.mean().item()
+                if r["confirm_mean_return"] >= threshold:  # solved: report the confirmation, not the crossing
+                    r["solved"] = True
+                    a.update(solved=True, solved_at_env_step=engine.host_env_steps, updates_at_solve=engine.host_updates,
+                             solved_at_wall_s=wall, crossing_eval_mean_return=mean[row],
+                             eval_mean_return=r["confirm_mean_return"], eval_std_return=c.std(unbiased=False).item())
+            rows.append(r)
+        self.evals.extend(rows)
+        for i in (self.on_eval(rows) if self.on_eval is not None else ()):
+            self.agents[i]["stopped"] = True
+        keep = [row for row, i in enumerate(self.alive)
+                if not (self.agents[i]["solved"] and self.freeze or self.agents[i]["stopped"])]
+        if len(keep) < len(self.alive):  # the solved (and the stopped) leave, with the weights that passed
+            self.flush()  # their last metrics rows first
+            self.policies[self.alive] = engine.learner.params.cpu()
             if keep:
-                alive = [alive[row] for row in keep]
-                engine = compiled(engine.select(keep))
+                self.alive = [self.alive[row] for row in keep]
+                self.engine = self.compiled(engine.select(keep))
 
-    def save_checkpoint():
-        flush()  # the metrics on disk match the checkpoint
-        metrics_file.flush()
-        policies[alive] = engine.learner.params.cpu()
+    def save_checkpoint(self) -> None:
+        self.flush()  # the metrics on disk match the checkpoint
+        self.metrics_file.flush()
+        engine = self.engine
+        self.policies[self.alive] = engine.learner.params.cpu()
         checkpoint.save({
-            "format": checkpoint.FORMAT, "configs": [c.to_dict() for c in configs], "engine": engine.state_dict(),
-            "alive": alive, "policies": policies, "agents": agents, "evals": evals,
-            "wall_time_s": prior_wall + time.perf_counter() - t_start,
-            "obs_dim": engine.obs_dim, "n_actions": engine.n_actions,
-        }, run_dir / checkpoint.CHECKPOINT)
+            "format": checkpoint.FORMAT, "configs": [c.to_dict() for c in self.configs], "engine": engine.state_dict(),
+            "alive": self.alive, "policies": self.policies, "agents": self.agents, "evals": self.evals,
+            "wall_time_s": self.prior_wall + time.perf_counter() - self.t_start, "net": engine.net_desc,
+        }, self.run_dir / checkpoint.CHECKPOINT)
 
-    # --- the loop -----------------------------------------------------------------------
-    # The loop allocates many short-lived tensors and creates no reference cycles: pause the
-    # cyclic garbage collector while it runs (~5 % of loop time), restore it after. Ctrl-C only
-    # raises a flag, read between iterations, so the checkpoint never holds half an iteration.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    stop = []
-    main_thread = threading.current_thread() is threading.main_thread()
-    old_handler = signal.signal(signal.SIGINT, lambda *_: stop.append(1)) if main_thread else None
-    try:
-        while engine.host_env_steps < cfg.total_steps and not all_done():
-            if stop:
-                raise KeyboardInterrupt
-            updates = engine.host_updates
-            engine.step()  # act, step, store, sample, update: every agent, no host sync
-            work["env_steps"] += engine.agents * engine.num_envs
-            work["updates"] += engine.agents * (engine.host_updates - updates)
-            since_flush += 1
-            if since_flush == cfg.log_every:
-                flush()
-            if next_eval is not None and engine.host_env_steps >= next_eval:
-                next_eval += cfg.eval_every
-                if engine.host_env_steps >= cfg.learning_starts:
-                    run_eval()
-                    save_checkpoint()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-        if main_thread:
-            signal.signal(signal.SIGINT, old_handler)
-    loop_time = time.perf_counter() - loop_start
-    if not interrupted and (not evals or evals[-1]["env_step"] != engine.host_env_steps):
-        run_eval()
-    flush(final=True)
-    progress.close()
-    save_checkpoint()
-    metrics_file.close()
+    # -- the end ---------------------------------------------------------------------------------
+    def finish(self) -> TrainResult:
+        """The final evaluation (unless one just ran), checkpoint, evals.csv, summary.json and plots."""
+        engine, cfg, k = self.engine, self.cfg, self.k
+        loop_time = time.perf_counter() - self.loop_start
+        if not self.interrupted and (not self.evals or self.evals[-1]["env_step"] != engine.host_env_steps):
+            self.evaluate()
+        self.flush(final=True)
+        self.progress.close()
+        self.save_checkpoint()
+        self.metrics_file.close()
+        wall = self.prior_wall + time.perf_counter() - self.t_start
+        agents = self.agents
+        finals = [a for a in agents if a["eval_mean_return"] is not None]
+        solved_all = self.n_solved() == k
+        result = TrainResult(
+            solved=solved_all,
+            solved_at_env_step=max(a["solved_at_env_step"] for a in agents) if solved_all else None,
+            env_steps=self.engine.host_env_steps, updates=self.engine.host_updates, wall_time_s=wall,
+            eval_mean_return=sum(a["eval_mean_return"] for a in finals) / len(finals) if finals else None,
+            eval_std_return=(sum(a["eval_std_return"] for a in finals) / len(finals)) if finals else None,
+            env_steps_per_s=self.work["env_steps"] / max(loop_time, 1e-9),
+            updates_per_s=self.work["updates"] / max(loop_time, 1e-9),
+            interrupted=self.interrupted, run_dir=str(self.run_dir), agents=agents,
+        )
+        with open(self.run_dir / "evals.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, EVAL_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(self.evals)
+        summary = {**asdict(result), "population": k, "agents_solved": self.n_solved(), "device": str(self.device),
+                   "env_backend": self.backend, "compile": self.compile_mode, "versions": versions(), "seed": cfg.seed,
+                   "env_id": cfg.env_id, "solve_threshold": cfg.solve_threshold,
+                   "confirm_episodes": cfg.confirm_episodes}
+        summary["agents"] = summary.pop("agents")  # last: it is the long part
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        from fastdqn.outputs import write_extras
 
-    # --- outputs ------------------------------------------------------------------------
-    wall = prior_wall + time.perf_counter() - t_start
-    finals = [a for a in agents if a["eval_mean_return"] is not None]
-    solved_all = n_solved() == k
-    result = TrainResult(
-        solved=solved_all,
-        solved_at_env_step=max(a["solved_at_env_step"] for a in agents) if solved_all else None,
-        env_steps=engine.host_env_steps, updates=engine.host_updates, wall_time_s=wall,
-        eval_mean_return=sum(a["eval_mean_return"] for a in finals) / len(finals) if finals else None,
-        eval_std_return=(sum(a["eval_std_return"] for a in finals) / len(finals)) if finals else None,
-        env_steps_per_s=work["env_steps"] / max(loop_time, 1e-9), updates_per_s=work["updates"] / max(loop_time, 1e-9),
-        interrupted=interrupted,
-        run_dir=str(run_dir), agents=agents,
-    )
-    with open(run_dir / "evals.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, EVAL_FIELDS)
-        w.writeheader()
-        w.writerows(evals)
-    summary = {**asdict(result), "population": k, "agents_solved": n_solved(), "device": str(device),
-               "env_backend": backend, "compile": compile_mode, "versions": versions(), "seed": cfg.seed,
-               "env_id": cfg.env_id, "solve_threshold": cfg.solve_threshold}
-    summary["agents"] = summary.pop("agents")  # last: it is the long part
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    from fastdqn.outputs import write_extras
+        write_extras(self.run_dir, cfg, k)
+        return result
 
-    write_extras(run_dir, cfg, k)
-    return result
+
+def check_resumable(configs: list[DQNConfig], ckpt: dict) -> None:
+    """The configs must be the checkpointed run's, but for RESUMABLE_OVERRIDES."""
+    saved = [DQNConfig.from_dict(d) for d in ckpt["configs"]]
+    if len(saved) != len(configs):
+        raise ConfigError(f"the resumed run has {len(saved)} agents, not {len(configs)}; the population cannot change")
+    for a, b in zip(configs, saved):
+        changed = [f for f in DQNConfig.__dataclass_fields__ if f not in RESUMABLE_OVERRIDES
+                   and getattr(a, f) != getattr(b, f)]
+        if changed:
+            raise ConfigError(f"{changed[0]} differs from the resumed run's ({getattr(b, changed[0])!r}); only "
+                              f"{', '.join(sorted(RESUMABLE_OVERRIDES))} may change when resuming")

@@ -14,32 +14,13 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from .rng import GOLDEN, INV_2_32, MIX1, MIX2
+from .rng_numba import GOLDEN_U64 as _GOLDEN
+from .rng_numba import mix64 as _mix64
+from .rng_numba import uniform_pair
 
-_GOLDEN = np.uint64(GOLDEN)
-_MIX1 = np.uint64(MIX1)
-_MIX2 = np.uint64(MIX2)
 _ONE = np.uint64(1)
 _TWO = np.uint64(2)
-_S27 = np.uint64(27)
-_S30 = np.uint64(30)
-_S31 = np.uint64(31)
 _S32 = np.uint64(32)
-_LOW32 = np.uint64(0xFFFFFFFF)
-
-
-def physics_constants(dtype) -> tuple:
-    """Gymnasium's CartPole constants (defined once, in :mod:`fastdqn.cartpole`), rounded to ``dtype``.
-
-    Order: gravity, masspole, total_mass, length, polemass_length, force_mag, tau, 4/3,
-    theta threshold (radians), x threshold.
-    """
-    from fastdqn import cartpole as c
-
-    f = np.dtype(dtype).type
-    values = (c.GRAVITY, c.MASSPOLE, c.TOTAL_MASS, c.LENGTH, c.POLEMASS_LENGTH, c.FORCE_MAG, c.TAU, 4.0 / 3.0,
-              c.THETA_THRESHOLD, c.X_THRESHOLD)
-    return tuple(f(v) for v in values)
 
 
 # pi/2 split in two doubles (Cody-Waite): k * _PIO2_HI is exact for |k| < 2**20.
@@ -80,17 +61,10 @@ def _sincos_impl(x):
     return sincos_f32
 
 
-@njit
-def _mix64(z):
-    z = (z ^ (z >> _S30)) * _MIX1
-    z = (z ^ (z >> _S27)) * _MIX2
-    return z ^ (z >> _S31)
-
-
-@njit
+@njit(inline="always")
 def _uniform_pair(key, k):
-    h = _mix64(key + k * _GOLDEN)
-    return -0.05 + 0.1 * ((h >> _S32) * INV_2_32), -0.05 + 0.1 * ((h & _LOW32) * INV_2_32)
+    u, v = uniform_pair(key, k)
+    return -0.05 + 0.1 * u, -0.05 + 0.1 * v
 
 
 @njit(inline="always", error_model="numpy")
@@ -156,7 +130,7 @@ def step(state, actions, elapsed, max_steps, keys, group_size, round_, c, obs, f
     then overwritten with the post-reset state. actions [N]: 0 = left, anything else = right
     (validate with :func:`count_invalid_actions`). elapsed [N] int32: steps into the episode.
     keys uint64 [G]: the RNG key of each group of ``group_size`` consecutive envs (G = 1: one key
-    for all); round_ uint64 [1]: the draw counter, advanced here. c: :func:`physics_constants`.
+    for all); round_ uint64 [1]: the draw counter, advanced here. c: :func:`fastdqn.cartpole.physics_constants`.
     Outputs: obs/final_obs [4, >= N], reward/terminated/truncated [N].
 
     The envs are cut into chunks of :data:`CHUNK`, one task each; a chunk runs the physics for
@@ -296,7 +270,7 @@ def collect(greedy, eps, keys, draws, width, state, elapsed, max_steps, env_keys
       action floor(u * 2 / eps[k])), columns N + b give sample index b: ``(h >> 32) * size >> 32``;
     * greedy [K, N] int64: the network's argmax actions; eps [K] float32;
     * state [4, K*N], elapsed [K*N], env_keys [K], round_ [1]: the envs (one seed group per agent),
-      c: :func:`physics_constants`; a finished env restarts from reset draw ``round_``;
+      c: :func:`fastdqn.cartpole.physics_constants`; a finished env restarts from reset draw ``round_``;
     * replay [K, C, 12] packed rows ``obs | action | reward | next_obs | terminated | truncated``
       written at ``pos``; pos, size, draws, env_steps: 0-d int64 counters advanced here;
     * obs [K, N, 4] the agents' current observations; ep_return [K, N] running returns;

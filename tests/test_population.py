@@ -10,6 +10,8 @@ the agent's seed, and a Q-network evaluated by hand from the raw checkpoint para
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from collections import Counter
 
@@ -21,6 +23,7 @@ from reference import mlp_from_flat_row
 from run_reference import check_metrics_rows_against_episodes, episodes_from_replay, expected_updates, read_csv, rows_by_agent
 
 import fastdqn.config
+import fastdqn.envs
 from fastdqn import checkpoint
 from fastdqn.checkpoint import CheckpointError, load_policy
 from fastdqn.config import ConfigError, preset
@@ -205,7 +208,8 @@ def solving(tmp_path_factory):
     cfg = small(total_steps=8000, eval_every=200, log_every=30, stop_when_solved=True, eps_schedule="exp",
                 eps_decay=2e-3, seed=0)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(fastdqn.config.ENVS, "CartPole-v1", (500, THRESHOLD))
+        mp.setitem(fastdqn.envs.NATIVE, "CartPole-v1",
+                   dataclasses.replace(fastdqn.envs.NATIVE["CartPole-v1"], reward_threshold=THRESHOLD))
         assert cfg.solve_threshold == THRESHOLD
         stop = train(cfg, out=d / "stop", population=K)
         solve_steps = [a["solved_at_env_step"] for a in stop.agents]
@@ -242,8 +246,14 @@ def test_run_ends_when_every_agent_is_solved(solving):
         rets = [float(r["eval_mean_return"]) for r in rows]
         # evaluated every eval_every from learning_starts up to its solve, never after
         assert steps == list(range(cfg.learning_starts, a["solved_at_env_step"] + 1, cfg.eval_every))
-        assert rets[-1] >= THRESHOLD and all(r < THRESHOLD for r in rets[:-1])  # solved at its first passing eval
-        assert a["eval_mean_return"] == pytest.approx(rets[-1])
+        confirms = [float(r["confirm_mean_return"]) if r["confirm_mean_return"] else None for r in rows]
+        # solved at its first evaluation that passed and whose confirmation on fresh episodes passed too;
+        # an evaluation below the threshold is never confirmed
+        assert rets[-1] >= THRESHOLD and confirms[-1] >= THRESHOLD
+        for r, c in zip(rets[:-1], confirms[:-1]):
+            assert (r < THRESHOLD and c is None) or (r >= THRESHOLD and c < THRESHOLD)
+        assert a["crossing_eval_mean_return"] == pytest.approx(rets[-1])
+        assert a["eval_mean_return"] == pytest.approx(confirms[-1])  # what the run reports is the confirmation
         assert a["updates_at_solve"] == expected_updates(cfg, a["solved_at_env_step"])
 
 

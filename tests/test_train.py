@@ -178,8 +178,9 @@ def test_run_dir_files(run3000):
     assert not [n for n in names if n.endswith(".tmp")]  # atomic checkpoint writes left nothing behind
     assert result.run_dir == str(out)
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)  # loads with weights_only: plain data
-    assert {"format", "configs", "engine", "agents", "evals", "wall_time_s", "obs_dim", "n_actions"} <= set(ckpt)
-    assert ckpt["format"] == 2 and ckpt["obs_dim"] == 4 and ckpt["n_actions"] == 2
+    assert {"format", "configs", "engine", "agents", "evals", "wall_time_s", "net"} <= set(ckpt)
+    assert ckpt["format"] == 3
+    assert ckpt["net"] == {"name": "mlp", "obs_shape": [4], "n_actions": 2, "hidden": [64, 64]}
     assert ckpt["configs"] == [preset("fast").replace(**TINY).to_dict()]
     assert len(ckpt["evals"]) == 3 and ckpt["agents"] == result.agents
 
@@ -212,7 +213,8 @@ def test_summary(run3000):
 def test_evals_csv(run3000):
     cfg, result, out = run3000
     rows = read_csv(out / "evals.csv")
-    assert list(rows[0]) == ["env_step", "agent", "updates", "wall_time_s", "eval_mean_return", "eval_std_return"]
+    assert list(rows[0]) == ["env_step", "agent", "updates", "wall_time_s", "eval_mean_return", "eval_std_return",
+                             "confirm_mean_return"]
     assert [int(r["env_step"]) for r in rows] == [1000, 2000, 3000]  # every eval_every env steps
     for r in rows:
         assert int(r["agent"]) == 0
@@ -311,7 +313,7 @@ def test_resume_continues(resumed):
     assert evals[:3] == read_csv(src / "evals.csv")
 
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert ckpt["format"] == 2
+    assert ckpt["format"] == 3
     assert int(ckpt["engine"]["env_steps"]) == ckpt["engine"]["host"]["env_steps"] == result.env_steps
     assert int(ckpt["engine"]["learner"]["updates"]) == result.updates
     assert int(ckpt["engine"]["replay"]["size"]) == result.env_steps  # the buffer was restored, then extended
