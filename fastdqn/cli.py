@@ -14,6 +14,32 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors (bad choice, bad value, unknown flag, missing argument) as one line on stderr,
+    ``fastdqn <command>: error: <message> (see fastdqn <command> --help)``, and exit code 2 --
+    not argparse's whole usage block. Subcommand parsers are of this class too (``parser_class``)."""
+
+    commands = None  # the subparsers action, once add_subparsers made one
+
+    def add_subparsers(self, **kwargs):
+        self.commands = super().add_subparsers(**kwargs)
+        return self.commands
+
+    def parse_args(self, args=None, namespace=None):
+        # argparse reports a subcommand's unknown flags from the top-level parser: report them from
+        # the subcommand's, so the line names the command whose --help lists its flags.
+        namespace, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(namespace, self.commands.dest, None) if self.commands is not None else None
+            parser = self.commands.choices.get(command, self) if command is not None else self
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return namespace
+
+    def error(self, message):
+        message = " ".join(str(message).splitlines())  # one line, whatever argparse put in it
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _bool(s: str) -> bool:
     if s.lower() in ("1", "true", "yes", "on"):
         return True
@@ -39,20 +65,23 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
             kw["type"] = float
         elif f.metadata.get("nargs"):
             kw.update(type=int, nargs=f.metadata["nargs"])
-        names = dict.fromkeys([f"--{f.name}", f"--{f.name.replace('_', '-')}"])  # --batch_size and --batch-size
+        # --batch_size and --batch-size; --env_id also as --env
+        names = dict.fromkeys([f"--{f.name}", f"--{f.name.replace('_', '-')}", *f.metadata.get("alias", "").split()])
         g.add_argument(*names, dest=f.name, **kw)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from fastdqn.config import DEFAULT_PRESET, PRESETS
 
-    p = argparse.ArgumentParser(prog="fastdqn", description="Vectorized DQN on batched CartPole.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,play,profile,sweep,bench-env}")
+    p = _Parser(prog="fastdqn", description="Vectorized DQN on batched envs (CartPole, Acrobot, MountainCar, any Gymnasium id).")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,play,profile,sweep,bench-env}",
+                           parser_class=_Parser)
 
     t = sub.add_parser("train", help="train an agent (the main job)",
                        description="Train a DQN agent. Writes config.json, metrics.csv, evals.csv, checkpoint.pt, "
                                    "summary.json and learning_curve.png into the run directory.")
-    t.add_argument("--preset", help=f"starting config: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})")
+    t.add_argument("--preset", help=f"starting config: {', '.join(PRESETS)} (default: the env's tuned preset, "
+                   f"{DEFAULT_PRESET} for CartPole and Gymnasium ids)")
     t.add_argument("--config", metavar="FILE", help="starting config from a JSON file (a run's config.json or the "
                    "best.json of `fastdqn sweep`), instead of a preset; flags still override it")
     t.add_argument("--out", help="run directory (default: runs/<env>-<timestamp>); must be new or empty")
@@ -68,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--episodes", type=int, default=100)
     e.add_argument("--seed", type=int, default=12345, help="reset seed of the first episode (default: 12345)")
     e.add_argument("--agent", type=int, default=0, help="which agent of a population run (default: 0)")
+    e.add_argument("--env", "--env_id", dest="env_id", metavar="ID",
+                   help="evaluate on this id instead of the run's own env (same observations and actions)")
 
     pl = sub.add_parser("play", help="render the trained agent balancing into a GIF (no display needed)")
     pl.add_argument("run", metavar="RUN_OR_CHECKPOINT")
@@ -75,13 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--steps", type=int, default=500, help="at most this many frames (default: 500)")
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--agent", type=int, default=0, help="which agent of a population run (default: 0)")
+    pl.add_argument("--env", "--env_id", dest="env_id", metavar="ID",
+                    help="play this id instead of the run's own env (same observations and actions)")
 
     pr = sub.add_parser("profile", help="time each phase of the training iteration (act, env, store, sample, update, ...)",
                         description="Run the training engine for --warmup + --iterations iterations (after the replay "
                                     "has filled to learning_starts) and report per phase the mean, p50 and p95 "
                                     "microseconds per iteration and the share of the iteration. Writes profile.json, "
                                     "profile.png and, in trace mode, trace.json (Perfetto / chrome://tracing).")
-    pr.add_argument("--preset", help=f"starting config: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})")
+    pr.add_argument("--preset", help=f"starting config: {', '.join(PRESETS)} (default: the env's tuned preset, "
+                    f"{DEFAULT_PRESET} for CartPole and Gymnasium ids)")
     pr.add_argument("--population", type=int, default=1, metavar="K", help="agents trained as one batch (default: 1)")
     pr.add_argument("--iterations", type=int, default=500, help="measured iterations (default: 500)")
     pr.add_argument("--warmup", type=int, default=50, help="iterations run before measuring (default: 50)")
@@ -116,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--space", metavar="FILE", help="search space as JSON or YAML: {field: {type: float|int, low, "
                     "high, log} | {type: categorical, choices: [...]}} over per-agent fields (default: lr, gamma, "
                     "eps_end, eps_decay, target_period, grad_clip)")
-    sw.add_argument("--preset", help=f"fixed fields from a preset: {', '.join(PRESETS)} (default: {DEFAULT_PRESET})")
+    sw.add_argument("--preset", help=f"fixed fields from a preset: {', '.join(PRESETS)} (default: the env's tuned "
+                    f"preset, {DEFAULT_PRESET} for CartPole and Gymnasium ids)")
     sw.add_argument("--out", help="directory for rounds and results (default: runs/sweep-<study>)")
     sw.add_argument("--heartbeat", type=float, default=10.0, help="seconds between a worker's heartbeats; a worker "
                     "silent for twice that is taken as dead and its trials are retried (default: 10)")
@@ -131,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench-env", help="quick env throughput check (full benchmark: bench/env_throughput.py)",
                        description="Random-action env steps per second: step() with fresh outputs, step(out=...) "
                                    "into reused outputs, and rollout(T) (T steps per call, actions drawn inside).")
+    b.add_argument("--env", "--env_id", dest="env_id", default="CartPole-v1", metavar="ID",
+                   help="a native env id: CartPole-v1, CartPole-v0, Acrobot-v1, MountainCar-v0 (default: CartPole-v1)")
     b.add_argument("--num-envs", type=int, default=65536)
     b.add_argument("--backend", default="numba", choices=["numba", "torch"])
     b.add_argument("--device", default="cpu", help="torch device (the numba backend runs on the CPU only)")
@@ -171,23 +208,27 @@ def config_from_file(path):
 
 
 def cmd_train(args) -> int:
-    from fastdqn.config import DEFAULT_PRESET, preset
+    from fastdqn.config import preset, preset_for_env
     from fastdqn.train import resume_config, train
 
+    for flag in ("config", "resume", "out", "preset"):
+        value = getattr(args, flag)
+        if value is not None and not value.strip():
+            raise ValueError(f"--{flag} needs a {'name' if flag == 'preset' else 'path'}, got an empty one")
     overrides = config_overrides(args)
     if args.resume:
         if args.out and args.out != args.resume:
             raise ValueError("--out and --resume name different directories; resuming writes into the resumed run")
-        if args.preset or args.config or args.population is not None:
+        if args.preset or args.config is not None or args.population is not None:
             raise ValueError("--preset, --config and --population cannot be combined with --resume: the run keeps "
                              "its own config")
         cfg = resume_config(args.resume, **overrides)
-    elif args.config:
+    elif args.config is not None:
         if args.preset:
             raise ValueError("--preset and --config are two starting configs; give one")
         cfg = config_from_file(args.config).replace(**overrides).validate()
     else:
-        cfg = preset(args.preset or DEFAULT_PRESET).replace(**overrides).validate()
+        cfg = preset(args.preset or preset_for_env(overrides.get("env_id", "CartPole-v1"))).replace(**overrides).validate()
     population = 1 if args.population is None else args.population
     result = train(cfg, out=args.resume or args.out, resume=bool(args.resume), population=population)
     ev = "-" if result.eval_mean_return is None else f"{result.eval_mean_return:.1f}"
@@ -208,29 +249,48 @@ def cmd_train(args) -> int:
     return 0
 
 
+def env_for(policy, env_id: str | None) -> str:
+    """The env to evaluate or play a policy on: ``env_id`` if given (its observations and actions
+    must be the run's), else the run's own."""
+    from fastdqn.envs import spec
+
+    if env_id is None:
+        return policy.config.env_id
+    run, other = spec(policy.config.env_id), spec(env_id)
+    if (other.obs_shape, other.n_actions) != (run.obs_shape, run.n_actions):
+        raise ValueError(f"{env_id} observes {other.obs_shape} with {other.n_actions} actions; the run trained on "
+                         f"{run.id} ({run.obs_shape}, {run.n_actions} actions)")
+    return env_id
+
+
 def cmd_eval(args) -> int:
     import numpy as np
 
     from fastdqn.checkpoint import load_policy
+    from fastdqn.envs import spec
     from fastdqn.evaluate import gymnasium_returns
 
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     policy = load_policy(args.run, agent=args.agent)
-    rets = gymnasium_returns(policy, policy.config.env_id, args.episodes, args.seed)
-    print(f"agent {args.agent}, {policy.config.env_id} (Gymnasium's own env), {args.episodes} episodes: mean return "
+    env_id = env_for(policy, args.env_id)
+    rets = gymnasium_returns(policy, env_id, args.episodes, args.seed)
+    print(f"agent {args.agent}, {spec(env_id).gym_id} (Gymnasium's own env), {args.episodes} episodes: mean return "
           f"{np.mean(rets):.2f} +- {np.std(rets):.2f} (min {np.min(rets):.0f}, max {np.max(rets):.0f})")
     return 0
 
 
 def cmd_play(args) -> int:
     from fastdqn.checkpoint import load_policy
+    from fastdqn.envs import spec
     from fastdqn.render import play_gif
 
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     policy = load_policy(args.run, agent=args.agent)
-    frames, ret = play_gif(policy, args.gif, max_steps=min(args.steps, policy.config.max_episode_steps), seed=args.seed)
+    env_id = env_for(policy, args.env_id)
+    frames, ret = play_gif(policy, args.gif, env_id, max_steps=min(args.steps, spec(env_id).max_episode_steps),
+                           seed=args.seed)
     print(f"wrote {args.gif}: {frames} frames, episode return {ret:.0f}")
     return 0
 
@@ -239,7 +299,7 @@ def cmd_profile(args) -> int:
     import time
     from pathlib import Path
 
-    from fastdqn.config import DEFAULT_PRESET, preset
+    from fastdqn.config import preset, preset_for_env
     from fastdqn.engine import population_configs
     from fastdqn.profile import compare, format_table, load_report, run_profile, write_outputs
     from fastdqn.train import prepare_run_dir, resolve_device, set_threads
@@ -247,7 +307,8 @@ def cmd_profile(args) -> int:
     if args.compare:
         print(compare(load_report(args.compare[0]), load_report(args.compare[1])))
         return 0
-    cfg = preset(args.preset or DEFAULT_PRESET).replace(**config_overrides(args)).validate()
+    overrides = config_overrides(args)
+    cfg = preset(args.preset or preset_for_env(overrides.get("env_id", "CartPole-v1"))).replace(**overrides).validate()
     configs = population_configs(cfg, args.population)
     if args.iterations < 1 or args.warmup < 0:
         raise ValueError(f"--iterations must be >= 1 and --warmup >= 0; got {args.iterations} and {args.warmup}")
@@ -268,7 +329,7 @@ def cmd_profile(args) -> int:
 def cmd_sweep(args) -> int:
     from pathlib import Path
 
-    from fastdqn.config import DEFAULT_PRESET, preset
+    from fastdqn.config import preset, preset_for_env
 
     try:
         import optuna  # noqa: F401
@@ -276,7 +337,8 @@ def cmd_sweep(args) -> int:
         raise ValueError("fastdqn sweep needs Optuna: pip install 'fastdqn[sweep]'") from None
     from fastdqn import sweep
 
-    cfg = preset(args.preset or DEFAULT_PRESET).replace(**config_overrides(args)).validate()
+    overrides = config_overrides(args)
+    cfg = preset(args.preset or preset_for_env(overrides.get("env_id", "CartPole-v1"))).replace(**overrides).validate()
     out = Path(args.out) if args.out else Path("runs") / f"sweep-{args.study_name}"
     if args.report:
         storage = sweep.open_storage(args.storage, args.heartbeat)
@@ -298,14 +360,17 @@ def cmd_bench_env(args) -> int:
 
     import torch
 
-    import fastdqn
+    from fastdqn.envs import make, native_ids, spec
 
     for name in ("steps", "rollout_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     n = args.num_envs
-    env = fastdqn.CartPole(n, backend=args.backend, device=args.device, seed=0)
-    actions = torch.randint(0, 2, (n,), device=env.device)
+    if not spec(args.env_id).native:
+        raise ValueError(f"bench-env measures native envs; {args.env_id} steps through Gymnasium (native: "
+                         f"{', '.join(native_ids())})")
+    env = make(args.env_id, n, backend=args.backend, device=args.device, seed=0)
+    actions = torch.randint(0, env.spec.n_actions, (n,), device=env.device)
     out = env.new_outputs()
     sync = torch.cuda.synchronize if env.device.type == "cuda" else (lambda: None)
 
@@ -324,7 +389,7 @@ def cmd_bench_env(args) -> int:
             (f"rollout({t_rollout})", rate(lambda: env.rollout(t_rollout), n * t_rollout,
                                             max(1, args.steps // t_rollout)))]
     for label, mps in rows:
-        print(f"{args.backend} {label:14s}: {mps:9.1f} M env steps/s at N={n}")
+        print(f"{args.env_id} {args.backend} {label:14s}: {mps:9.1f} M env steps/s at N={n}")
     return 0
 
 

@@ -9,15 +9,32 @@ on one RDB storage) share one study. A worker's running trials carry a heartbeat
 dies (SIGKILL) leaves them stale, and the next worker marks them failed and re-queues their
 parameters (Optuna's retry callback for stale trials). Ctrl-C marks the round's trials failed and
 exits 130.
+
+On a SQLite storage the workers take turns through a lock file next to the database,
+``<db>.lock`` (``fastdqn-sweep.db.lock`` for the default storage; an ``flock`` on it, so a dead
+worker never holds it): one worker at a time opens the study, fails stale trials and takes the
+waiting retry copies and new trials, so two workers never take the same trial (SQLite ignores the
+``SELECT ... FOR UPDATE`` that guards this on PostgreSQL). The file holds nothing and may be
+deleted while no worker runs. Without ``--create`` a SQLite file that does not exist is not
+made (the study cannot be in it); a file the opening did make is deleted again if the study could
+not be created.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sqlite3
 import statistics
 import threading
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, as before it
+    fcntl = None
 
 from fastdqn.config import DQNConfig
 from fastdqn.engine import PER_AGENT_FIELDS
@@ -104,9 +121,99 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", message=r".*(Heartbeat|heartbeat|RetryFailedTrialCallback|fail_stale_trials).*")
 
 
-def open_storage(url: str, heartbeat: float):
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite storage URL; None for other databases, in-memory SQLite and
+    URI file names."""
+    if not url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except Exception:  # noqa: BLE001 - a malformed URL: opening the storage says so
+        return None
+    db = u.database
+    if not db or db == ":memory:" or db.startswith("file:") or u.query.get("uri"):
+        return None
+    return Path(db)
+
+
+class StorageLock:
+    """The lock of a SQLite storage: an exclusive ``flock`` on ``<db>.lock`` next to the database,
+    held by one worker (process) at a time; released when the ``with`` block ends, by an exception
+    too, and by the system when the worker dies. Not re-entrant. A no-op where ``fcntl`` is missing."""
+
+    def __init__(self, db: Path):
+        self.path = db.with_name(db.name + ".lock")
+        self._fd: int | None = None
+
+    def __enter__(self):
+        if fcntl is None:
+            return self
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                held, current = os.fstat(fd), os.stat(self.path)
+            except FileNotFoundError:  # removed (remove()) while we waited: lock the new one
+                os.close(fd)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                self._fd = fd
+                return self
+            os.close(fd)  # replaced while we waited: lock the file now at the path
+
+    def __exit__(self, *exc):
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def remove(self) -> None:
+        """Delete the lock file; call while holding it (a worker waiting for it sees it gone and
+        locks a new one)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def storage_lock(url: str):
+    """:class:`StorageLock` for a SQLite storage; for any other a no-op (its database locks rows)."""
+    db = sqlite_file(url)
+    return StorageLock(db) if db is not None else contextlib.nullcontext()
+
+
+def _discard_new_sqlite(db: Path, lock: StorageLock) -> None:
+    """Delete a SQLite file this worker's opening made, and its lock file, unless a study is in it
+    after all (another worker's); call holding the lock."""
+    if db.exists():
+        try:
+            con = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, timeout=10)
+            try:
+                n = con.execute("SELECT COUNT(*) FROM studies").fetchone()[0]
+            finally:
+                con.close()
+        except sqlite3.Error as e:
+            if "no such table" not in str(e):
+                return  # cannot tell: keep it
+            n = 0
+        if n:
+            return
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{db}{suffix}")
+    lock.remove()
+
+
+def open_storage(url: str, heartbeat: float, create: bool = False):
+    """Optuna's RDBStorage for ``url``. A SQLite file that does not exist is only made with
+    ``create``: without it, the study cannot be there and opening would leave an empty file."""
     import optuna
 
+    db = sqlite_file(url)
+    if db is not None and not create and not db.exists():
+        raise SweepError(f"no SQLite storage at {db}, so no study in it; add --create to start one")
     quiet_optuna()
     beats = {"heartbeat_interval": max(1, round(heartbeat)), "grace_period": max(2, round(2 * heartbeat))}
     if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # Optuna >= 4.9
@@ -167,6 +274,50 @@ def open_study(name: str, storage, create: bool, direction: str | None, pruner=N
     return study
 
 
+def open_sweep(url: str, heartbeat: float, name: str, create: bool, direction: str | None, pruner=None,
+               seed: int | None = None):
+    """``(storage, study)`` for a worker (:func:`open_storage`, :func:`open_study`). On SQLite the
+    opening holds the storage lock, and a database file it made is deleted again on any failure
+    before the study exists (unless another worker's study is in it)."""
+    db = sqlite_file(url)
+    if db is None or not (create or db.exists()):  # not SQLite, or refused before any file is made
+        storage = open_storage(url, heartbeat, create)
+        return storage, open_study(name, storage, create, direction, pruner, seed)
+    with StorageLock(db) as lock:
+        new = not db.exists()
+        try:
+            storage = open_storage(url, heartbeat, create)
+            return storage, open_study(name, storage, create, direction, pruner, seed)
+        except BaseException:
+            if new:
+                _discard_new_sqlite(db, lock)
+            raise
+
+
+def take_trials(study, n_trials: int, population: int, lock=None) -> list:
+    """The hand-over, under ``lock`` (:func:`storage_lock`): fail the stale trials of dead workers
+    (their retry copies wait), then ask for up to ``population`` trials -- waiting ones first --
+    while the study holds fewer than ``n_trials``. Trials asked before an error end failed."""
+    import optuna
+    from optuna.trial import TrialState
+
+    with lock if lock is not None else contextlib.nullcontext():
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, then re-queued
+        # Re-queued copies of failed trials wait to be asked (ask() takes them first): they do not
+        # take a place of their own.
+        free = n_trials - counted(study) + len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        trials = []
+        try:
+            for _ in range(min(population, free)):
+                trials.append(study.ask())
+        except BaseException:
+            for t in trials:
+                with contextlib.suppress(Exception):
+                    study.tell(t, state=TrialState.FAIL)
+            raise
+        return trials
+
+
 def counted(study) -> int:
     """Trials that count towards --n-trials: complete, pruned, running or waiting (not failed)."""
     from optuna.trial import TrialState
@@ -219,7 +370,6 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
     """Run rounds until the study holds ``n_trials`` counted trials; returns a summary. Each trial
     trains ``seeds_per_trial`` agents (seeds) and its value is the mean of theirs (the expected
     value: a median let one fast seed and one failure beat three steady solves)."""
-    import optuna
     from optuna.trial import TrialState
 
     from fastdqn.train import train
@@ -236,9 +386,10 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
         raise SweepError(f"--population ({population}) must not exceed --n-trials ({n_trials})")
     space = check_space(space if space is not None else DEFAULT_SPACE)
     base = base.replace(progress=False, plot=False).validate()
-    storage = open_storage(storage_url, heartbeat)
     first_rung = max(base.eval_every, base.learning_starts) * 10
-    study = open_study(study_name, storage, create, OBJECTIVES[objective], make_pruner(pruner, first_rung), seed)
+    study_pruner = make_pruner(pruner, first_rung)  # before the storage is touched
+    storage, study = open_sweep(storage_url, heartbeat, study_name, create, OBJECTIVES[objective], study_pruner, seed)
+    lock = storage_lock(storage_url)
     if "base_config" not in study.user_attrs:  # the fixed fields, for --report's best.json
         study.set_user_attr("base_config", base.to_dict())
     out = Path(out) if out is not None else Path("runs") / f"sweep-{study_name}"
@@ -248,13 +399,9 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
     rounds = 0
     with Heartbeat(storage, heartbeat) as beat:
         while True:
-            optuna.storages.fail_stale_trials(study)  # a dead worker's trials: failed, then re-queued
-            # Re-queued copies of failed trials wait to be asked (ask() takes them first): they do not
-            # take a place of their own.
-            free = n_trials - counted(study) + len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-            if free <= 0:
+            trials = take_trials(study, n_trials, population, lock)
+            if not trials:
                 break
-            trials = [study.ask() for _ in range(min(population, free))]
             told: set[int] = set()
             try:
                 # Another worker may have asked at the same time: trials beyond n_trials go back as failed.
@@ -274,7 +421,7 @@ def run_sweep(base: DQNConfig, *, study_name: str, storage_url: str = DEFAULT_ST
                 # Trial i is agents i*S .. i*S+S-1 (S = seeds_per_trial), seeds seed + number*S + j.
                 configs = [base.replace(seed=seed + t.number * s_per + j, **p)
                            for t, p in zip(trials, params) for j in range(s_per)]
-                state = RoundState(trials, s_per, base.solve_threshold, best_steps(study, objective), objective)
+                state = RoundState(trials, s_per, best_steps(study, objective), objective)
 
                 def on_eval(rows, state=state):
                     return state.on_eval(rows, sign)
@@ -321,8 +468,8 @@ class RoundState:
     value, the trial cannot win. Stopping a trial stops all its agents.
     """
 
-    def __init__(self, trials, s_per: int, threshold: float, bound: float, objective: str):
-        self.trials, self.s_per, self.threshold, self.objective = trials, s_per, threshold, objective
+    def __init__(self, trials, s_per: int, bound: float, objective: str):
+        self.trials, self.s_per, self.objective = trials, s_per, objective
         self.bound = bound
         self.solved_at: dict[int, int] = {}  # agent -> env step it solved at
 
@@ -330,7 +477,7 @@ class RoundState:
         by_trial: dict[int, list] = {}
         for r in rows:
             by_trial.setdefault(r["agent"] // self.s_per, []).append(r)
-            if r["eval_mean_return"] >= self.threshold:
+            if r["solved"]:  # the evaluation reached the threshold and its confirmation did too
                 self.solved_at.setdefault(r["agent"], r["env_step"])
         if self.objective == "steps":  # trials whose agents have all solved set the bound
             for i in range(len(self.trials)):

@@ -85,6 +85,54 @@ def test_bad_choice_flag(capsys):
     assert "l1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv,says", [
+    (["train", "--loss", "l1"], "l1"),  # a bad choice
+    (["train", "--batch_size", "many"], "many"),  # a bad int
+    (["train", "--no_such_flag", "3"], "--no_such_flag"),  # an unknown flag
+    (["eval"], "RUN_OR_CHECKPOINT"),  # a missing argument
+    (["train", "--out"], "--out"),  # a flag without its value
+    (["bench-env", "--backend", "cuda"], "cuda"),
+    (["sweep", "--study-name", "s", "--pruner", "often"], "often"),
+])
+def test_usage_errors_are_one_line_pointing_to_help(argv, says, capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(argv)
+    assert ei.value.code == 2
+    line = one_line_error(capsys, argv[0])
+    assert says in line, line
+    pointer = f"(see fastdqn {argv[0]} --help)"
+    assert line.endswith(pointer), line
+    with pytest.raises(SystemExit) as ei:  # the help it points to exists, as argparse's own help
+        main(pointer.removeprefix("(see fastdqn ").removesuffix(")").split())
+    assert ei.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: fastdqn {argv[0]} ")
+
+
+@pytest.mark.parametrize("argv,says", [([], "required"), (["bogus"], "bogus"), (["--bogus"], "required")])
+def test_top_level_usage_errors_are_one_line(argv, says, capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(argv)
+    assert ei.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("fastdqn: error: ") and says in err
+    assert err.rstrip().endswith("(see fastdqn --help)")
+
+
+@pytest.mark.parametrize("flag", ["--config", "--resume", "--out", "--preset"])
+@pytest.mark.parametrize("resume", [False, True])
+def test_empty_config_path_is_refused(resume, flag, tiny_run, tmp_path, capsys, monkeypatch):
+    if resume and flag == "--resume":
+        pytest.skip("one --resume only")
+    monkeypatch.chdir(tmp_path)  # taken as "no config", train would write runs/<env>-<timestamp> here
+    before = snapshot(tiny_run)
+    argv = ["train", flag, "", *(["--resume", str(tiny_run)] if resume else TINY_FLAGS)]
+    assert main(argv) == 2
+    assert flag in one_line_error(capsys, "train")
+    assert list(tmp_path.iterdir()) == []
+    assert snapshot(tiny_run) == before
+
+
 @pytest.mark.parametrize("flags,words", [
     (["--gamma", "1.5"], ["gamma", "1.5"]),
     (["--batch_size", "64", "--buffer_size", "32"], ["batch_size", "buffer_size"]),
@@ -265,7 +313,7 @@ def test_subprocess_errors_have_no_traceback(tmp_path):
     p = run_cli("train", "--preset", "bogus", "--out", str(tmp_path / "r"), cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip() == ("fastdqn train: error: unknown preset 'bogus'; presets are: "
-                                + ", ".join(["notebook", "cleanrl", "fast"]))
+                                + ", ".join(["notebook", "cleanrl", "fast", "acrobot", "mountaincar"]))
     assert "Traceback" not in p.stderr + p.stdout
     assert not (tmp_path / "r").exists()
 
@@ -275,6 +323,14 @@ def test_subprocess_errors_have_no_traceback(tmp_path):
     assert p.returncode == 2
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "cannot read checkpoint" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_subprocess_usage_error_is_one_line(tmp_path):
+    p = run_cli("train", "--loss", "l1", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.splitlines() == [p.stderr.strip()], p.stderr  # exactly one line, no usage block
+    assert p.stderr.startswith("fastdqn train: error: ") and p.stderr.rstrip().endswith("(see fastdqn train --help)")
+    assert not (tmp_path / "r").exists()
 
 
 def test_ctrl_c_writes_checkpoint_and_summary_then_resume_continues(tmp_path):
@@ -308,10 +364,13 @@ def test_ctrl_c_writes_checkpoint_and_summary_then_resume_continues(tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["numba", "torch"])
-def test_bench_env_reports_step_out_and_rollout(backend, capsys):
-    assert main(["bench-env", "--backend", backend, "--num-envs", "64", "--steps", "4", "--rollout-steps", "2"]) == 0
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"])
+def test_bench_env_reports_step_out_and_rollout(backend, env_id, capsys):
+    assert main(["bench-env", "--env", env_id, "--backend", backend, "--num-envs", "64", "--steps", "4",
+                 "--rollout-steps", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0].split()[1] for line in lines] == ["step", "step(out=)", "rollout(2)"]
+    assert [line.split(":")[0].split()[:3] for line in lines] == [[env_id, backend, m]
+                                                                  for m in ("step", "step(out=)", "rollout(2)")]
     for line in lines:
         assert float(line.split(":")[1].split()[0]) > 0 and line.endswith("at N=64")
 
@@ -319,7 +378,9 @@ def test_bench_env_reports_step_out_and_rollout(backend, capsys):
 @pytest.mark.parametrize("flags, words", [(["--steps", "0"], "--steps must be at least 1"),
                                           (["--rollout-steps", "-1"], "--rollout-steps must be at least 1"),
                                           (["--num-envs", "0"], "num_envs must be an integer"),
-                                          (["--backend", "numba", "--device", "cuda"], "numba backend runs on the CPU")])
+                                          (["--backend", "numba", "--device", "cuda"], "numba backend runs on the CPU"),
+                                          (["--env", "LunarLander-v3"], "measures native envs"),
+                                          (["--env", "Nope-v0"], "unknown env id")])
 def test_bench_env_bad_input(flags, words, capsys):
     assert main(["bench-env", *flags]) == 2
     assert words in one_line_error(capsys, "bench-env")

@@ -11,7 +11,6 @@ the agent's seed, and a Q-network evaluated by hand from the raw checkpoint para
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from collections import Counter
 

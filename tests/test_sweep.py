@@ -24,9 +24,11 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -352,6 +354,45 @@ def test_bad_input_is_one_line_and_touches_nothing(lr_sweep, tmp_path, capsys):
         assert not out.exists(), case
 
 
+@pytest.mark.parametrize("report", [False, True])
+def test_unknown_study_on_a_new_sqlite_path_leaves_no_file(report, tmp_path, capsys):
+    db = tmp_path / "new.db"
+    out = tmp_path / "out"
+    args = ["--report"] if report else ["--n-trials", "4", "--population", "2", *TINY]
+    assert main(["sweep", "--study-name", "nope", "--storage", sqlite_url(db), "--out", str(out), *args]) == 2
+    assert "--create" in one_line_error(capsys)
+    assert sorted(tmp_path.iterdir()) == []  # no database, no lock file, no --out
+
+
+@pytest.mark.parametrize("others_study", [False, True])
+def test_failure_before_the_study_exists_deletes_the_new_sqlite_file(others_study, tmp_path, monkeypatch):
+    """--create on a new SQLite file, and creating the study fails: the file the opening made goes
+    again -- unless another worker's study is in it by then, which stays as it was."""
+    db = tmp_path / "new.db"
+    url = sqlite_url(db)
+    create_study = optuna.create_study
+
+    def failing_create_study(*args, **kwargs):
+        if others_study:
+            create_study(study_name="other", storage=url, direction="minimize")
+        raise RuntimeError("the storage failed")
+
+    monkeypatch.setattr(optuna, "create_study", failing_create_study)
+    with pytest.raises(RuntimeError, match="the storage failed"):
+        main(["sweep", "--study-name", "mine", "--storage", url, "--create", "--n-trials", "4", "--population", "2",
+              "--out", str(tmp_path / "out"), *TINY])
+    monkeypatch.undo()
+    if others_study:
+        assert optuna.get_all_study_names(url) == ["other"]
+    else:
+        assert sorted(tmp_path.iterdir()) == []
+
+
+def test_sqlite_sweep_keeps_its_lock_file_next_to_the_database(lr_sweep):
+    lock = lr_sweep["dir"] / "s.db.lock"
+    assert lock.is_file() and lock.stat().st_size == 0
+
+
 def test_waiting_retry_copy_is_run_before_the_worker_stops(tmp_path):
     """What a dead worker leaves once its trial was failed: a FAIL trial and its WAITING copy (as
     RetryHeartbeatStaleTrialCallback makes it). With the study one trial short of n-trials, the
@@ -370,6 +411,110 @@ def test_waiting_retry_copy_is_run_before_the_worker_stops(tmp_path):
     trials = trials_of(url, name)
     assert states(trials) == Counter({TrialState.COMPLETE: 4, TrialState.FAIL: 1})
     assert trials[4].params == {"lr": 0.0} and trials[4].state == TrialState.COMPLETE
+
+
+# --- the SQLite storage lock: one worker at a time takes trials -----------------------------------
+
+def other_process_can_lock(path: Path) -> bool:
+    """Whether another process could take an exclusive flock on ``path`` right now (without waiting)."""
+    code = ("import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+            "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n    sys.exit(3)\n")
+    rc = subprocess.run([sys.executable, "-c", code, str(path)], timeout=60).returncode
+    assert rc in (0, 3), rc
+    return rc == 0
+
+
+def test_storage_lock_excludes_other_processes_and_is_released_on_error(tmp_path):
+    from fastdqn.sweep import StorageLock, storage_lock
+
+    db = tmp_path / "s.db"
+    lock = storage_lock(sqlite_url(db))
+    assert isinstance(lock, StorageLock) and lock.path == tmp_path / "s.db.lock"
+    with pytest.raises(RuntimeError):
+        with lock:
+            assert not other_process_can_lock(lock.path)
+            raise RuntimeError
+    assert other_process_can_lock(lock.path)  # released by the error
+    with lock:  # and taken again
+        assert not other_process_can_lock(lock.path)
+    assert other_process_can_lock(lock.path)
+    assert not db.exists()  # the lock never touches the database
+
+
+def test_storage_lock_second_holder_waits_for_the_first(tmp_path):
+    """A second holder takes the lock only once the first released it, also when the first
+    removed the lock file meanwhile (then the second holds the new file at the path)."""
+    from fastdqn.sweep import StorageLock
+
+    db = tmp_path / "s.db"
+    first, events = StorageLock(db), []
+    second_waits, second_holds, second_may_go = threading.Event(), threading.Event(), threading.Event()
+
+    def second():
+        second_waits.set()
+        with StorageLock(db):
+            events.append("second holds")
+            second_holds.set()
+            assert second_may_go.wait(60)
+
+    with first:
+        worker = threading.Thread(target=second)
+        worker.start()
+        assert second_waits.wait(60)
+        assert not second_holds.is_set()
+        first.remove()
+        events.append("first releases")
+    assert second_holds.wait(60)
+    assert events == ["first releases", "second holds"]
+    assert not other_process_can_lock(first.path)  # the second holds the file now at the path
+    second_may_go.set()
+    worker.join(60)
+    assert other_process_can_lock(first.path)
+
+
+def test_two_workers_taking_waiting_trials_at_once_never_take_the_same(tmp_path, monkeypatch):
+    """Four re-queued (WAITING) retry copies, two workers each taking two at the same moment. On
+    SQLite, Optuna checks the copy is still WAITING and then sets it RUNNING in two statements; the
+    test holds every such check until the other worker has made it too (for at most 2 s), which
+    without the storage lock hands both workers the same copies. With it, each takes two others."""
+    from optuna.storages._rdb import models
+
+    from fastdqn.sweep import open_storage, storage_lock, take_trials
+
+    url, name = sqlite_url(tmp_path / "s.db"), "handover"
+    study = optuna.create_study(study_name=name, storage=url, direction="maximize")
+    dist = {"lr": optuna.distributions.CategoricalDistribution([0.0, 0.005])}
+    for _ in range(4):
+        study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, params={"lr": 0.0}, distributions=dist))
+    for i in range(4):
+        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, params={"lr": 0.0}, distributions=dist,
+                                                  system_attrs={"failed_trial": i, "retry_history": [i]}))
+    waiting = [t.number for t in study.get_trials(states=(TrialState.WAITING,))]
+
+    both_checked = threading.Barrier(2)
+    find = models.TrialModel.find_or_raise_by_id
+
+    def find_and_wait(cls, trial_id, session, for_update=False):
+        trial = find(trial_id, session, for_update)
+        if for_update and trial.state == TrialState.WAITING:  # the check before taking a waiting trial
+            try:
+                both_checked.wait(timeout=2)
+            except threading.BrokenBarrierError:  # the other worker is not checking (it waits for the lock)
+                pass
+        return trial
+
+    monkeypatch.setattr(models.TrialModel, "find_or_raise_by_id", classmethod(find_and_wait))
+
+    def worker(_):
+        study = optuna.load_study(study_name=name, storage=open_storage(url, 1.0))
+        return [t.number for t in take_trials(study, n_trials=4, population=2, lock=storage_lock(url))]
+
+    with ThreadPoolExecutor(2) as pool:
+        taken = list(pool.map(worker, range(2)))
+    monkeypatch.undo()
+    assert [len(t) for t in taken] == [2, 2]
+    assert sorted(taken[0] + taken[1]) == waiting, taken  # no copy taken twice
+    assert {t.number for t in trials_of(url, name) if t.state == TrialState.RUNNING} == set(waiting)
 
 
 # --- several workers, separate processes ---------------------------------------------------------
@@ -554,8 +699,10 @@ class _FakeTrial:
         return self.prune
 
 
-def _row(agent, step, ret):
-    return {"agent": agent, "env_step": step, "eval_mean_return": ret}
+def _row(agent, step, ret, solved=None):
+    """An evaluation row as train() gives on_eval; ``solved``: whether the confirmation on fresh
+    episodes passed too (default: the evaluation reached 475 and was confirmed)."""
+    return {"agent": agent, "env_step": step, "eval_mean_return": ret, "solved": ret >= 475.0 if solved is None else solved}
 
 
 def test_round_state_reports_trial_means_and_stops_what_cannot_win():
@@ -567,7 +714,7 @@ def test_round_state_reports_trial_means_and_stops_what_cannot_win():
     from fastdqn.sweep import RoundState
 
     t0, t1 = _FakeTrial(), _FakeTrial()
-    state = RoundState([t0, t1], 2, 475.0, 30000.0, "steps")
+    state = RoundState([t0, t1], 2, 30000.0, "steps")
     stop = state.on_eval([_row(0, 20000, 500.0), _row(1, 20000, 100.0), _row(2, 20000, 50.0), _row(3, 20000, 70.0)],
                          sign=-1.0)
     assert stop == []
@@ -583,9 +730,13 @@ def test_round_state_bound_tightens_when_a_trial_finishes_and_pruner_decides_oth
     from fastdqn.sweep import RoundState
 
     t0, t1 = _FakeTrial(), _FakeTrial(prune=True)
-    state = RoundState([t0, t1], 1, 475.0, float("inf"), "steps")
+    state = RoundState([t0, t1], 1, float("inf"), "steps")
     assert state.on_eval([_row(0, 10000, 480.0), _row(1, 10000, 10.0)], sign=-1.0) == [1]  # pruner says so
     assert state.bound == 10000  # trial 0 solved with all its agents: the new bound
+    t3, t4 = _FakeTrial(), _FakeTrial()
+    unconfirmed = RoundState([t3, t4], 1, float("inf"), "steps")
+    unconfirmed.on_eval([_row(0, 10000, 480.0, solved=False), _row(1, 10000, 10.0)], sign=-1.0)
+    assert unconfirmed.bound == float("inf") and unconfirmed.solved_at == {}  # a crossing not confirmed is no solve
     t2 = _FakeTrial()
-    other = RoundState([t2], 1, 475.0, float("inf"), "return")  # no bound for other objectives
+    other = RoundState([t2], 1, float("inf"), "return")  # no bound for other objectives
     assert other.on_eval([_row(0, 10**6, 10.0)], sign=1.0) == [] and t2.reports == [(10**6, 10.0)]
