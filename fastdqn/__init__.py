@@ -1,4 +1,4 @@
-"""fastdqn: batched CartPole and a vectorized DQN trainer.
+"""fastdqn: batched envs (CartPole, Acrobot, MountainCar, any Gymnasium id) and a vectorized DQN trainer.
 
 ``import fastdqn`` registers ``fastdqn/CartPole-v1`` and ``fastdqn/CartPole-v0`` with Gymnasium.
 """
@@ -8,10 +8,12 @@ from __future__ import annotations
 from fastdqn.cartpole import CartPole, StepResult, physics
 from fastdqn.checkpoint import load_policy
 from fastdqn.config import DQNConfig, preset
+from fastdqn.envs import EnvSpec, make
 from fastdqn.gym_adapter import register_envs
 
 __version__ = "0.1.0"
-__all__ = ["CartPole", "StepResult", "physics", "DQNConfig", "preset", "train", "load_policy", "__version__"]
+__all__ = ["CartPole", "StepResult", "physics", "DQNConfig", "EnvSpec", "make", "preset", "train", "load_policy",
+           "__version__"]
 
 
 def train(config=None, out=None, resume: bool = False, population: int = 1, net=None):

@@ -1,7 +1,9 @@
 """Batched CartPole: Gymnasium's physics on torch tensors (any device) or a numba kernel (CPU).
 
-The physics is a pure function, :func:`physics`, of ``(state, action)``; the :class:`CartPole`
-object only owns buffers, the episode-step counters and the RNG counter. Autoreset is same-step:
+The physics is a pure function, :func:`physics`, of ``(state, action)``; :class:`CartPole` is the
+generic :class:`fastdqn.vector.VectorEnv` over it (seed groups, state dicts, resets, validation)
+with CartPole's own fast paths (numba kernels, sparse CPU resets, the trainer's fused collect
+kernel). Autoreset is same-step:
 ``step`` returns the reset observation in ``obs`` for envs that finished and their true last
 observation in ``final_obs``, so no transition is lost.
 
@@ -15,15 +17,21 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from fastdqn.kernels import rng
+from fastdqn.vector import (  # noqa: F401 - StepResult and RolloutResult are part of this module's API
+    DTYPES,
+    RolloutResult,
+    StepResult,
+    VectorEnv,
+    _check_positive_int,
+    capture_rollout,
+)
 
 BACKENDS = ("torch", "numba")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _NP_DTYPE = {torch.float32: "float32", torch.float64: "float64"}
 
 # Gymnasium's CartPoleEnv constants (computed the way it computes them, in float64).
@@ -48,16 +56,6 @@ def physics_constants(dtype) -> tuple:
     values = (GRAVITY, MASSPOLE, TOTAL_MASS, LENGTH, POLEMASS_LENGTH, FORCE_MAG, TAU, 4.0 / 3.0, THETA_THRESHOLD,
               X_THRESHOLD)
     return tuple(f(v) for v in values)
-
-
-class StepResult(NamedTuple):
-    """What :meth:`CartPole.step` returns (all tensors on the env's device)."""
-
-    obs: torch.Tensor  # [N, 4] next observation; the reset observation where the episode ended
-    reward: torch.Tensor  # [N] float32, 1.0 every step (the terminating step included)
-    terminated: torch.Tensor  # [N] bool: pole fell or cart left the track
-    truncated: torch.Tensor  # [N] bool: episode reached max_episode_steps
-    final_obs: torch.Tensor  # [N, 4] true observation after the step, before any reset
 
 
 def physics(state: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,35 +152,6 @@ def torch_rollout_step(state, elapsed, actions, max_episode_steps: int, key, rou
     draws = _reset_components(key, round_, env_index, group_size, state.dtype)
     state = torch.stack([torch.where(done, d, c) for d, c in zip(draws, components)])
     return state, elapsed.masked_fill(done, 0), reward_sum + 1.0, episodes + done
-
-
-def _parse_dtype(dtype) -> torch.dtype:
-    if isinstance(dtype, str) and dtype in DTYPES:
-        return DTYPES[dtype]
-    if dtype in DTYPES.values():
-        return dtype
-    raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-
-
-def _parse_device(device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
-    if dev.type == "cuda" and torch.cuda.is_available() and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())  # tensors report cuda:N, never bare cuda
-    return dev
-
-
-def _check_available(dev: torch.device) -> None:
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(dev)!r} was requested but torch sees no CUDA GPU; use device='cpu'")
-
-
-def _check_positive_int(name: str, value, limit: int = 2**31 - 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-        raise ValueError(f"{name} must be an integer in [1, {limit}], got {value!r}")
-    return value
 
 
 def keep_freed_memory() -> None:
@@ -292,47 +261,31 @@ def _action_words(key, word, lanes: torch.Tensor) -> torch.Tensor:
     return _mix64(key + (word * lanes.shape[-1] + lanes) * _GOLDEN)
 
 
-class RolloutResult(NamedTuple):
-    """What :meth:`CartPole.rollout` returns."""
+class CartPoleDynamics:
+    """CartPole as dynamics for :class:`fastdqn.vector.VectorEnv` (Gymnasium's Euler step; reset
+    uniform in [-0.05, 0.05) per component). :class:`CartPole` adds its fast paths on top."""
 
-    reward: torch.Tensor  # [N] float32: the rewards each env collected, summed over the rollout
-    episodes: torch.Tensor  # [N] int64: episodes each env ended (terminated or truncated)
+    spec = None  # set per horizon by CartPole (CartPole-v1 or -v0)
+    state_dim = 4
+    n_uniforms = 4
+    kernels = None  # CartPole runs its own numba kernels (fastdqn.kernels.cartpole_numba)
 
+    def reset_state(self, u, dtype):
+        return [(RESET_LOW + (RESET_HIGH - RESET_LOW) * v).to(dtype) for v in u]
 
-def capture_rollout(env, steps: int, given, key: torch.Tensor) -> RolloutResult:
-    """``env._rollout_loop`` captured once per (steps, actions kind) as a CUDA graph and replayed:
-    one launch for the whole rollout instead of several per step. The warm-up run that capturing
-    needs (it also compiles) is undone, so the envs end where the loop would leave them. Works for
-    any env with ``_rollout_loop``, ``_state``, ``_elapsed``, ``_round`` and a ``_graphs`` dict."""
-    slot = (steps, None if given is None else given.dtype)
-    if slot not in env._graphs:
-        if len(env._graphs) >= 4:
-            env._graphs.clear()
-        static_key = key.clone()
-        static_actions = None if given is None else given.clone()
-        buffers = (env._state, env._elapsed, env._round)
-        saved = [b.clone() for b in buffers]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            env._rollout_loop(steps, static_actions, static_key)
-        torch.cuda.current_stream().wait_stream(side)
-        for buf, value in zip(buffers, saved, strict=True):
-            buf.copy_(value)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            outputs = env._rollout_loop(steps, static_actions, static_key)
-        env._graphs[slot] = (graph, static_key, static_actions, outputs)
-    graph, static_key, static_actions, (reward, episodes) = env._graphs[slot]
-    static_key.copy_(key)
-    if given is not None:
-        static_actions.copy_(given)
-    graph.replay()
-    return RolloutResult(reward.clone(), episodes.clone())
+    def step(self, s, action):
+        *components, terminated = _euler(*s, action)
+        return components, torch.ones_like(terminated, dtype=torch.float32), terminated
+
+    def observe(self, s):
+        return torch.stack(s).T  # [N, 4], struct-of-arrays memory
 
 
-class CartPole:
-    """``num_envs`` CartPoles stepped as one batch.
+class CartPole(VectorEnv):
+    """``num_envs`` CartPoles stepped as one batch: a :class:`~fastdqn.vector.VectorEnv` over
+    :class:`CartPoleDynamics` (seed groups, state dicts, resets and validation come from there)
+    with CartPole's own fast paths: numba kernels over rows padded apart in memory, sparse resets
+    on an eager CPU, a rollout written per state component, and the trainer's fused collect kernel.
 
     Args:
         num_envs: number of envs (>= 1).
@@ -371,43 +324,11 @@ class CartPole:
         seed: int | list[int] | None = None,
         compile: bool = False,
     ):
-        self.num_envs = _check_positive_int("num_envs", num_envs)
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        self.backend = backend
-        self.device = _parse_device(device)
-        if backend == "numba" and self.device.type != "cpu":
-            raise ValueError(f"the numba backend runs on the CPU only, got device {str(self.device)!r}; use backend='torch'")
-        _check_available(self.device)
-        if compile and backend != "torch":
-            raise ValueError("compile=True applies to backend='torch' only")
-        self.dtype = _parse_dtype(dtype)
-        self.max_episode_steps = _check_positive_int("max_episode_steps", max_episode_steps)
         from fastdqn.envs import NATIVE
 
         self.spec = NATIVE["CartPole-v0" if max_episode_steps == 200 else "CartPole-v1"]
-        self.n_actions = 2
-        self.groups = len(seed) if isinstance(seed, (list, tuple)) else 1
-        if self.groups < 1 or self.num_envs % self.groups:
-            raise ValueError(f"num_envs ({self.num_envs}) must be a multiple of the number of seeds ({self.groups})")
-        self.group_size = self.num_envs // self.groups
-        n, dev = self.num_envs, self.device
-        if backend == "numba":  # rows padded apart in memory (see _cpu_arrays)
-            keep_freed_memory()  # each step's fresh outputs come from the heap, not a faulted-in mmap
-            state, elapsed = _cpu_arrays(n, ((4, _NP_DTYPE[self.dtype], 0), (1, "int32", 3328)))
-            self._state_np = state
-            self._state = torch.from_numpy(state)[:, :n]  # struct-of-arrays
-            self._elapsed = torch.from_numpy(elapsed[0, :n])
-            self._state.zero_()
-            self._elapsed.zero_()
-        else:
-            self._state = torch.zeros(4, n, dtype=self.dtype, device=dev)  # struct-of-arrays
-            self._elapsed = torch.zeros(n, dtype=torch.int32, device=dev)
-        self._keys: list[int] | None = None  # one RNG key (uint64) per group, set by reset()
-        self._keys_t = torch.zeros(self.groups, dtype=torch.int64, device=dev)  # the same, as uint64 bits
-        self._round = torch.zeros(1, dtype=torch.int64, device=dev)  # draw counter, advanced in place
         self._out_arrays = (None, None)  # the last out= given to step (checked) and its numba kernel arrays
-        self._graphs: dict = {}  # CUDA: captured rollouts, see capture_rollout
+        super().__init__(CartPoleDynamics(), num_envs, backend, device, dtype, max_episode_steps, seed, compile)
         if backend == "numba":
             from fastdqn.kernels import cartpole_numba
 
@@ -418,13 +339,19 @@ class CartPole:
             self._elapsed_np = self._elapsed.numpy()
             self._keys_np = self._keys_t.numpy().view(np.uint64)
         else:
-            self._env_index = torch.arange(n, device=dev) % self.group_size  # index within the group
-            self._env_keys = torch.zeros(n, dtype=torch.int64, device=dev)  # each env's group key
             self._step_fn = torch.compile(torch_step, dynamic=False) if compile else torch_step
             self._rollout_fn = torch.compile(torch_rollout_step, dynamic=False) if compile else torch_rollout_step
             # Eager on a CPU: draw resets only for finished envs (see torch_step).
             self._sparse_resets = self.device.type == "cpu" and not compile
-        self.reset(seed=seed)
+
+    def _allocate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.backend != "numba":
+            return super()._allocate()
+        keep_freed_memory()  # each step's fresh outputs come from the heap, not a faulted-in mmap
+        n = self.num_envs
+        state, elapsed = _cpu_arrays(n, ((4, _NP_DTYPE[self.dtype], 0), (1, "int32", 3328)))  # rows padded apart
+        self._state_np = state
+        return torch.from_numpy(state)[:, :n].zero_(), torch.from_numpy(elapsed[0, :n]).zero_()
 
     @property
     def parallel(self) -> bool:
@@ -440,80 +367,12 @@ class CartPole:
             self._parallel = self.num_envs >= 256 and self.num_envs >= calibrate.parallel_min_envs()
         return self._parallel
 
-    # -- state ---------------------------------------------------------------------------
-    @property
-    def state(self) -> torch.Tensor:
-        """Current states ``[N, 4]`` (a writable view: writing into it moves the envs)."""
-        return self._state.T
-
-    @state.setter
-    def state(self, value) -> None:
-        value = torch.as_tensor(value)
-        if tuple(value.shape) != (self.num_envs, 4):
-            raise ValueError(f"state must have shape ({self.num_envs}, 4), got {tuple(value.shape)}")
-        self._state.copy_(value.T)
-
-    @property
-    def elapsed_steps(self) -> torch.Tensor:
-        """Steps taken in each env's current episode ``[N]`` (int32, writable view)."""
-        return self._elapsed
-
     @property
     def _key(self) -> int:
         """The RNG key of the first group (of the only group for a single seed)."""
         return self._keys[0]
 
-    def state_dict(self) -> dict:
-        """Everything needed to continue exactly where the envs are (states, step counters, RNG)."""
-        return {"state": self._state.clone(), "elapsed": self._elapsed.clone(), "keys": list(self._keys),
-                "round": self._round.clone()}
-
-    def group_state_dict(self, groups: list[int]) -> dict:
-        """The :meth:`state_dict` of a ``CartPole(len(groups) * group_size, seed=...)`` holding only
-        the seed groups ``groups`` (in that order), each exactly where it is."""
-        idx = torch.tensor(groups, dtype=torch.long, device=self.device)
-        g, n = self.groups, self.group_size
-        return {"state": self._state.view(4, g, n)[:, idx].reshape(4, -1),
-                "elapsed": self._elapsed.view(g, n)[idx].reshape(-1), "keys": [self._keys[i] for i in groups],
-                "round": self._round.clone()}
-
-    def load_state_dict(self, d: dict) -> None:
-        if tuple(d["state"].shape) != tuple(self._state.shape) or len(d["keys"]) != self.groups:
-            raise ValueError(f"env state has shape {tuple(d['state'].shape)} with {len(d['keys'])} seed groups, "
-                             f"expected {tuple(self._state.shape)} with {self.groups}")
-        self._state.copy_(d["state"])
-        self._elapsed.copy_(d["elapsed"])
-        self._set_keys([int(k) for k in d["keys"]])
-        self._round.copy_(d["round"])
-
-    def _set_keys(self, keys: list[int]) -> None:
-        self._keys = keys
-        self._keys_t.copy_(torch.tensor([_as_signed(k) for k in keys], dtype=torch.int64))
-        if self.backend == "torch":
-            self._env_keys.copy_(self._keys_t.repeat_interleave(self.group_size))
-
     # -- API -------------------------------------------------------------------------------
-    def reset(self, seed: int | list[int] | None = None) -> torch.Tensor:
-        """Reset every env; returns ``obs [N, 4]``. A seed (or one seed per group) re-keys the
-        RNG (None keeps the current stream going)."""
-        if seed is not None or self._keys is None:
-            seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed] * self.groups
-            if len(seeds) != self.groups:
-                raise ValueError(f"expected {self.groups} seeds (one per group), got {len(seeds)}")
-            for s in seeds:
-                if s is not None and (isinstance(s, bool) or not isinstance(s, int) or s < 0):
-                    raise ValueError(f"seed must be a non-negative integer or None, got {s!r}")
-            self._set_keys([rng.seed_key(s) for s in seeds])
-            self._round.zero_()
-        if self.backend == "numba":
-            self._kernels.reset(self._state_np, self._elapsed_np, self._keys_np, self.group_size,
-                                np.uint64(self._round_np[0]))
-            self._round_np[0] += 1
-        else:
-            self._state.copy_(self.draw_resets().T)
-            self._elapsed.zero_()
-        return self._state.clone().T
-
     def draw_resets(self) -> torch.Tensor:
         """Reset states ``[N, 4]`` of the next draw round for every env (torch backend); advances
         the draw counter. ``reset`` uses it, and so does the Gymnasium adapter's next-step
@@ -593,20 +452,6 @@ class CartPole:
         return [_rows_for_kernel(out.obs), _rows_for_kernel(out.final_obs), out.reward.numpy(), out.terminated.numpy(),
                 out.truncated.numpy()]
 
-    def _check_out(self, out) -> None:
-        if not isinstance(out, StepResult):
-            raise TypeError(f"out must be a StepResult (see CartPole.new_outputs), got {type(out).__name__}")
-        n = self.num_envs
-        want = {"obs": ((n, 4), self.dtype), "reward": ((n,), torch.float32), "terminated": ((n,), torch.bool),
-                "truncated": ((n,), torch.bool), "final_obs": ((n, 4), self.dtype)}
-        for name, (shape, dtype) in want.items():
-            t = getattr(out, name)
-            if not isinstance(t, torch.Tensor):
-                raise TypeError(f"out.{name} must be a torch.Tensor, got {type(t).__name__}")
-            if tuple(t.shape) != shape or t.dtype != dtype or t.device != self.device:
-                raise ValueError(f"out.{name} must be a {dtype} tensor of shape {shape} on {self.device}, got "
-                                 f"{t.dtype} {tuple(t.shape)} on {t.device}")
-
     def rollout(self, steps: int, actions="random", seed: int | None = None) -> RolloutResult:
         """Take ``steps`` steps of every env in one call, keeping only per-env totals: the summed
         rewards and the number of episodes ended. The envs end exactly where ``steps`` calls of
@@ -619,23 +464,8 @@ class CartPole:
         step function per step (one fused kernel when the env was made with ``compile=True``); on
         CUDA that loop is captured as a CUDA graph on the first call for each ``steps`` and
         actions kind, and replayed after (the first call takes longer)."""
-        steps = _check_positive_int("steps", steps)
+        steps, key, given = self._rollout_args(steps, actions, seed)
         n = self.num_envs
-        if isinstance(actions, str):
-            if actions != "random":
-                raise ValueError(f"actions must be 'random' or a tensor of shape ({steps}, {n}), got {actions!r}")
-            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-                raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-            key = rng.seed_key(seed)
-            given = None
-        else:
-            if not isinstance(actions, torch.Tensor) or tuple(actions.shape) != (steps, n):
-                shape = tuple(actions.shape) if isinstance(actions, torch.Tensor) else type(actions).__name__
-                raise ValueError(f"actions must be 'random' or a tensor of shape ({steps}, {n}), got {shape}")
-            if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.device != self.device:
-                raise ValueError(f"actions must be an integer or bool tensor on {self.device}, got {actions.dtype} "
-                                 f"on {actions.device}")
-            key, given = 0, actions
         if self.backend == "numba":
             reward = torch.zeros(n, dtype=torch.float32)
             episodes = torch.zeros(n, dtype=torch.int64)

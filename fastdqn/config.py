@@ -206,11 +206,12 @@ PRESETS: dict[str, DQNConfig] = {
 DEFAULT_PRESET = "fast"
 
 
-def preset_for_env(env_id: str) -> str:
-    """The tuned preset of a native env (``fast`` for CartPole), else the default preset."""
-    from fastdqn.envs import NATIVE
+TUNED_PRESETS = ("fast", "acrobot", "mountaincar", "lunarlander")  # one per env they were tuned for
 
-    return (NATIVE[env_id].preset if env_id in NATIVE else None) or DEFAULT_PRESET
+
+def preset_for_env(env_id: str) -> str:
+    """The preset tuned for ``env_id`` (``fast`` for CartPole-v1), else the default preset."""
+    return next((n for n in TUNED_PRESETS if n in PRESETS and PRESETS[n].env_id == env_id), DEFAULT_PRESET)
 
 
 def preset(name: str) -> DQNConfig:

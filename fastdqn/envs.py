@@ -39,7 +39,6 @@ class EnvSpec:
     gym_id: str  # the Gymnasium id that evaluates and renders policies trained on it
     return_range: tuple[float, float] | None = None  # the y-range of learning-curve plots (None: from the data)
     native: bool = True  # a native batched env (False: the Gymnasium slow path)
-    preset: str | None = None  # the tuned preset `--env` picks (None: the default preset)
     factory: object = field(default=None, repr=False, compare=False)  # native: (num_envs, **kw) -> env
 
     @property
@@ -69,13 +68,13 @@ def _classic(name):
 
 NATIVE: dict[str, EnvSpec] = {
     "CartPole-v1": EnvSpec("CartPole-v1", (4,), torch.float32, 2, 500, 475.0, "CartPole-v1", (0.0, 500.0),
-                           preset="fast", factory=_cartpole),
+                           factory=_cartpole),
     "CartPole-v0": EnvSpec("CartPole-v0", (4,), torch.float32, 2, 200, 195.0, "CartPole-v0", (0.0, 200.0),
-                           preset="fast", factory=_cartpole),
+                           factory=_cartpole),
     "Acrobot-v1": EnvSpec("Acrobot-v1", (6,), torch.float32, 3, 500, -100.0, "Acrobot-v1", (-500.0, 0.0),
-                          preset="acrobot", factory=_classic("Acrobot")),
+                          factory=_classic("Acrobot")),
     "MountainCar-v0": EnvSpec("MountainCar-v0", (2,), torch.float32, 3, 200, -110.0, "MountainCar-v0", (-200.0, 0.0),
-                              preset="mountaincar", factory=_classic("MountainCar")),
+                              factory=_classic("MountainCar")),
 }
 _GYM_CACHE: dict[str, EnvSpec] = {}
 

@@ -19,22 +19,95 @@ numba and torch backends agree and tests can put the envs in any state.
 from __future__ import annotations
 
 import importlib
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from fastdqn.cartpole import (
-    RolloutResult,
-    StepResult,
-    _check_available,
-    _check_positive_int,
-    _parse_device,
-    _parse_dtype,
-    capture_rollout,
-)
 from fastdqn.kernels import rng
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _NP = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+class StepResult(NamedTuple):
+    """What ``step`` returns (all tensors on the env's device)."""
+
+    obs: torch.Tensor  # [N, *obs_shape] next observation; the reset observation where the episode ended
+    reward: torch.Tensor  # [N] float32
+    terminated: torch.Tensor  # [N] bool: the episode ended in a terminal state
+    truncated: torch.Tensor  # [N] bool: episode reached max_episode_steps
+    final_obs: torch.Tensor  # [N, *obs_shape] true observation after the step, before any reset
+
+
+class RolloutResult(NamedTuple):
+    """What ``rollout`` returns."""
+
+    reward: torch.Tensor  # [N] float32: the rewards each env collected, summed over the rollout
+    episodes: torch.Tensor  # [N] int64: episodes each env ended (terminated or truncated)
+
+
+def _parse_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    if dtype in DTYPES.values():
+        return dtype
+    raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
+def _parse_device(device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
+    if dev.type == "cuda" and torch.cuda.is_available() and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())  # tensors report cuda:N, never bare cuda
+    return dev
+
+
+def _check_available(dev: torch.device) -> None:
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(dev)!r} was requested but torch sees no CUDA GPU; use device='cpu'")
+
+
+def _check_positive_int(name: str, value, limit: int = 2**31 - 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise ValueError(f"{name} must be an integer in [1, {limit}], got {value!r}")
+    return value
+
+
+def capture_rollout(env, steps: int, given, key: torch.Tensor) -> RolloutResult:
+    """``env._rollout_loop`` captured once per (steps, actions kind) as a CUDA graph and replayed:
+    one launch for the whole rollout instead of several per step. The warm-up run that capturing
+    needs (it also compiles) is undone, so the envs end where the loop would leave them. Works for
+    any env with ``_rollout_loop``, ``_state``, ``_elapsed``, ``_round`` and a ``_graphs`` dict."""
+    slot = (steps, None if given is None else given.dtype)
+    if slot not in env._graphs:
+        if len(env._graphs) >= 4:
+            env._graphs.clear()
+        static_key = key.clone()
+        static_actions = None if given is None else given.clone()
+        buffers = (env._state, env._elapsed, env._round)
+        saved = [b.clone() for b in buffers]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            env._rollout_loop(steps, static_actions, static_key)
+        torch.cuda.current_stream().wait_stream(side)
+        for buf, value in zip(buffers, saved, strict=True):
+            buf.copy_(value)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = env._rollout_loop(steps, static_actions, static_key)
+        env._graphs[slot] = (graph, static_key, static_actions, outputs)
+    graph, static_key, static_actions, (reward, episodes) = env._graphs[slot]
+    static_key.copy_(key)
+    if given is not None:
+        static_actions.copy_(given)
+    graph.replay()
+    return RolloutResult(reward.clone(), episodes.clone())
+
+
 
 
 def pure_step(dyn, state, elapsed, actions, max_episode_steps: int, key, round_, env_index, group_size: int):
@@ -76,7 +149,7 @@ class VectorEnv:
 
     def __init__(self, dynamics, num_envs: int, backend: str = "torch", device="cpu", dtype=torch.float32,
                  max_episode_steps: int | None = None, seed=None, compile: bool = False):
-        self.dyn, self.spec = dynamics, dynamics.spec
+        self.dyn, self.spec = dynamics, getattr(self, "spec", dynamics.spec)
         self.num_envs = _check_positive_int("num_envs", num_envs)
         if backend not in ("torch", "numba"):
             raise ValueError(f"backend must be one of torch, numba, got {backend!r}")
@@ -95,8 +168,7 @@ class VectorEnv:
             raise ValueError(f"num_envs ({self.num_envs}) must be a multiple of the number of seeds ({self.groups})")
         self.group_size = n = self.num_envs // self.groups
         n, dev = self.num_envs, self.device
-        self._state = torch.zeros(dynamics.state_dim, n, dtype=self.dtype, device=dev)  # struct-of-arrays
-        self._elapsed = torch.zeros(n, dtype=torch.int32, device=dev)
+        self._state, self._elapsed = self._allocate()  # struct-of-arrays [S, N]; [N] int32
         self._keys: list[int] | None = None
         self._keys_t = torch.zeros(self.groups, dtype=torch.int64, device=dev)
         self._env_keys = torch.zeros(n, dtype=torch.int64, device=dev)
@@ -109,7 +181,7 @@ class VectorEnv:
         self._rollout_fn = self._rollout_step
         if compile:
             self._rollout_fn = torch.compile(self._rollout_step, dynamic=False)
-        if backend == "numba":
+        if backend == "numba" and dynamics.kernels is not None:
             mod = importlib.import_module(f"fastdqn.kernels.{dynamics.kernels}")
             self._k_step = getattr(mod, f"{dynamics.prefix}_step")
             self._k_rollout = getattr(mod, f"{dynamics.prefix}_rollout")
@@ -117,6 +189,12 @@ class VectorEnv:
             self._np = (self._state.numpy(), self._elapsed.numpy(), self._keys_t.numpy().view(np.uint64),
                         self._round.numpy().view(np.uint64))
         self.reset(seed=seed)
+
+    def _allocate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state ``[S, N]`` (struct-of-arrays) and step counters ``[N]`` int32, zeroed."""
+        n, dev = self.num_envs, self.device
+        return (torch.zeros(self.dyn.state_dim, n, dtype=self.dtype, device=dev),
+                torch.zeros(n, dtype=torch.int32, device=dev))
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -225,22 +303,8 @@ class VectorEnv:
         episodes ended); the envs end where ``steps`` calls of :meth:`step` leave them.
         ``actions``: ``"random"`` (drawn inside the kernel, keyed by ``seed``; see
         :func:`rollout_actions`) or a ``[steps, N]`` integer tensor."""
-        steps = _check_positive_int("steps", steps)
+        steps, key, given = self._rollout_args(steps, actions, seed)
         n = self.num_envs
-        if isinstance(actions, str):
-            if actions != "random":
-                raise ValueError(f"actions must be 'random' or a tensor of shape ({steps}, {n}), got {actions!r}")
-            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-                raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-            key, given = rng.seed_key(seed), None
-        else:
-            if not isinstance(actions, torch.Tensor) or tuple(actions.shape) != (steps, n):
-                shape = tuple(actions.shape) if isinstance(actions, torch.Tensor) else type(actions).__name__
-                raise ValueError(f"actions must be 'random' or a tensor of shape ({steps}, {n}), got {shape}")
-            if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.device != self.device:
-                raise ValueError(f"actions must be an integer tensor on {self.device}, got {actions.dtype} on "
-                                 f"{actions.device}")
-            key, given = 0, actions
         if self.backend == "numba":
             reward = torch.zeros(n, dtype=torch.float32)
             episodes = torch.zeros(n, dtype=torch.int64)
@@ -252,6 +316,24 @@ class VectorEnv:
         if self.device.type == "cuda":
             return capture_rollout(self, steps, given, key_t)
         return RolloutResult(*self._rollout_loop(steps, given, key_t))
+
+    def _rollout_args(self, steps, actions, seed) -> tuple[int, int, torch.Tensor | None]:
+        """Checked :meth:`rollout` arguments: ``(steps, action key, given actions or None)``."""
+        steps = _check_positive_int("steps", steps)
+        n = self.num_envs
+        if isinstance(actions, str):
+            if actions != "random":
+                raise ValueError(f"actions must be 'random' or a tensor of shape ({steps}, {n}), got {actions!r}")
+            if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+                raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+            return steps, rng.seed_key(seed), None
+        if not isinstance(actions, torch.Tensor) or tuple(actions.shape) != (steps, n):
+            shape = tuple(actions.shape) if isinstance(actions, torch.Tensor) else type(actions).__name__
+            raise ValueError(f"actions must be 'random' or a tensor of shape ({steps}, {n}), got {shape}")
+        if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.device != self.device:
+            raise ValueError(f"actions must be an integer or bool tensor on {self.device}, got {actions.dtype} on "
+                             f"{actions.device}")
+        return steps, 0, actions
 
     def _rollout_step(self, state, elapsed, actions, round_, reward_sum, episodes):
         res, nxt, elapsed = pure_step(self.dyn, state, elapsed, actions, self.max_episode_steps, self._env_keys, round_,
@@ -292,7 +374,7 @@ class VectorEnv:
 
     def _check_out(self, out) -> None:
         if not isinstance(out, StepResult):
-            raise TypeError(f"out must be a StepResult (see new_outputs), got {type(out).__name__}")
+            raise TypeError(f"out must be a StepResult (see {type(self).__name__}.new_outputs), got {type(out).__name__}")
         n, shape = self.num_envs, (self.num_envs, *self.spec.obs_shape)
         want = {"obs": (shape, self.dtype), "reward": ((n,), torch.float32), "terminated": ((n,), torch.bool),
                 "truncated": ((n,), torch.bool), "final_obs": (shape, self.dtype)}
