@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 
 import torch
-
 from common import machine_info, write_json
 
 
@@ -41,7 +40,7 @@ def main() -> None:
         exp_avg, exp_avg_sq, delta = torch.zeros_like(params), torch.zeros_like(params), torch.zeros_like(params)
         step = torch.zeros(())
 
-        def private():
+        def private(params=params, grads=grads, lr=lr, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, delta=delta, step=step):
             step.add_(1.0)
             delta.zero_()
             torch._fused_adam_([delta], [grads], [exp_avg], [exp_avg_sq], [], [step], lr=1.0, beta1=0.9,
