@@ -333,7 +333,6 @@ class CartPole(VectorEnv):
             from fastdqn.kernels import cartpole_numba
 
             self._kernels = cartpole_numba
-            self._parallel: bool | None = None  # chosen on the first step or rollout (see parallel)
             self._consts = physics_constants(self._state.numpy().dtype)
             self._round_np = self._round.numpy()
             self._elapsed_np = self._elapsed.numpy()
@@ -352,20 +351,6 @@ class CartPole(VectorEnv):
         state, elapsed = _cpu_arrays(n, ((4, _NP_DTYPE[self.dtype], 0), (1, "int32", 3328)))  # rows padded apart
         self._state_np = state
         return torch.from_numpy(state)[:, :n].zero_(), torch.from_numpy(elapsed[0, :n]).zero_()
-
-    @property
-    def parallel(self) -> bool:
-        """Numba backend: whether this batch runs the threaded kernels, i.e. is at least the size
-        from which they beat the serial ones on this machine (measured once per machine and thread
-        count on first use: :mod:`fastdqn.kernels.calibrate`). Decided on first use, so an env
-        that is never stepped (the trainer's fused kernel steps it instead) measures nothing."""
-        if self.backend != "numba":
-            return False
-        if self._parallel is None:
-            from fastdqn.kernels import calibrate
-
-            self._parallel = self.num_envs >= 256 and self.num_envs >= calibrate.parallel_min_envs()
-        return self._parallel
 
     @property
     def _key(self) -> int:

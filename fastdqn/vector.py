@@ -176,6 +176,7 @@ class VectorEnv:
         self._round = torch.zeros(1, dtype=torch.int64, device=dev)
         self._graphs: dict = {}
         self._checked_out = None
+        self._parallel: bool | None = None  # numba: chosen on the first step or rollout (see parallel)
         step_fn = _bind(pure_step, dynamics)
         self._step_fn = torch.compile(step_fn, dynamic=False) if compile else step_fn
         self._rollout_fn = self._rollout_step
@@ -195,6 +196,20 @@ class VectorEnv:
         n, dev = self.num_envs, self.device
         return (torch.zeros(self.dyn.state_dim, n, dtype=self.dtype, device=dev),
                 torch.zeros(n, dtype=torch.int32, device=dev))
+
+    @property
+    def parallel(self) -> bool:
+        """Numba backend: whether this batch runs the threaded kernels, i.e. is at least the size
+        from which they beat the serial ones on this machine (measured once per machine and thread
+        count on first use, on the CartPole step: :mod:`fastdqn.kernels.calibrate`). Decided on first use, so an env
+        that is never stepped (the trainer's fused kernel steps it instead) measures nothing."""
+        if self.backend != "numba":
+            return False
+        if self._parallel is None:
+            from fastdqn.kernels import calibrate
+
+            self._parallel = self.num_envs >= 256 and self.num_envs >= calibrate.parallel_min_envs()
+        return self._parallel
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -282,10 +297,9 @@ class VectorEnv:
             self._checked_out = out
         if self.backend == "numba":
             res = out if out is not None else self.new_outputs()
-            parallel = self.num_envs >= _parallel_min_envs()
             self._k_step(*self._np, actions.numpy(), self.max_episode_steps, self.group_size, self._consts,
                          res.obs.T.numpy(), res.final_obs.T.numpy(), res.reward.numpy(), res.terminated.numpy(),
-                         res.truncated.numpy(), parallel)
+                         res.truncated.numpy(), self.parallel)
             return res
         result, nxt, elapsed = self._step_fn(self._state, self._elapsed, actions.long(), self.max_episode_steps,
                                              self._env_keys, self._round, self._env_index, self.group_size)
@@ -310,7 +324,7 @@ class VectorEnv:
             episodes = torch.zeros(n, dtype=torch.int64)
             acts = given.long().numpy() if given is not None else np.empty((steps, 0), dtype=np.int64)
             self._k_rollout(*self._np, self.max_episode_steps, self.group_size, self._consts, acts, np.uint64(key),
-                            self.n_actions, reward.numpy(), episodes.numpy(), n >= _parallel_min_envs())
+                            self.n_actions, reward.numpy(), episodes.numpy(), self.parallel)
             return RolloutResult(reward, episodes)
         key_t = torch.tensor(rng.as_signed(key), dtype=torch.int64, device=self.device)
         if self.device.type == "cuda":
@@ -396,10 +410,3 @@ def _bind(fn, dyn):
         return fn(dyn, *args)
 
     return bound
-
-
-def _parallel_min_envs() -> int:
-    """The batch size from which the threaded numba kernels run (the CartPole step's measured switch)."""
-    from fastdqn.kernels import calibrate
-
-    return max(256, calibrate.parallel_min_envs())
