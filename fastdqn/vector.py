@@ -201,12 +201,12 @@ class VectorEnv:
     def parallel(self) -> bool:
         """Numba backend: whether this batch runs the threaded kernels, i.e. is at least the size
         from which they beat the serial ones on this machine (measured once per machine and thread
-        count on first use, on the CartPole step: :mod:`fastdqn.kernels.calibrate`). Decided on first use, so an env
+        count on first use, on the CartPole step: :mod:`fastdqn.calibrate`). Decided on first use, so an env
         that is never stepped (the trainer's fused kernel steps it instead) measures nothing."""
         if self.backend != "numba":
             return False
         if self._parallel is None:
-            from fastdqn.kernels import calibrate
+            from fastdqn import calibrate
 
             self._parallel = self.num_envs >= 256 and self.num_envs >= calibrate.parallel_min_envs()
         return self._parallel

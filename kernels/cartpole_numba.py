@@ -155,11 +155,11 @@ def _renamed(fn, name):
 
 # The same kernel without threads: for small batches, waking the thread pool costs more than the
 # work (N=32: ~25 us parallel vs ~2 us serial on 2 cores). fastdqn.CartPole picks by N, from a
-# measurement of both on the machine (fastdqn.kernels.calibrate).
+# measurement of both on the machine (fastdqn.calibrate).
 step_serial = njit(cache=True, error_model="numpy")(_renamed(step.py_func, "step_serial"))
 PARALLEL_MIN_ENVS = 4096
 """Where the trainer's fused :func:`collect` switches to its threaded version (K * N envs). The env
-step's switch is measured per machine instead (:mod:`fastdqn.kernels.calibrate`); the tests pin
+step's switch is measured per machine instead (:mod:`fastdqn.calibrate`); the tests pin
 it to this value."""
 
 

@@ -13,11 +13,12 @@ import numba
 import numpy as np
 import pytest
 import torch
-from fastdqn.kernels import calibrate, rng
+from fastdqn.kernels import rng
 from fastdqn.kernels.cartpole_numba import PARALLEL_MIN_ENVS
 from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 
 import fastdqn
+from fastdqn import calibrate
 from fastdqn.cartpole import StepResult, _cpu_arrays, rollout_actions
 
 BACKENDS = ["torch", "numba"]

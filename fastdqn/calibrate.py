@@ -87,8 +87,7 @@ def measure(sizes=SIZES, block_s: float = 0.004, repeats: int = 5) -> dict:
     """Seconds per step of the serial and the threaded step kernel at each size (best of
     ``repeats`` blocks of about ``block_s``), on float32 envs with random actions."""
     from fastdqn.cartpole import CartPole, _numba_outputs
-
-    from . import cartpole_numba as k
+    from fastdqn.kernels import cartpole_numba as k
 
     out = {}
     for n in sizes:
