@@ -1,4 +1,4 @@
-"""One generic batched vector env over any pure dynamics (the native envs other than CartPole).
+"""One generic batched vector env over any pure dynamics: every native env (CartPole adds fast paths).
 
 An env author writes only the dynamics (see :mod:`fastdqn.classic`): an object with
 
@@ -108,8 +108,6 @@ def capture_rollout(env, steps: int, given, key: torch.Tensor) -> RolloutResult:
     return RolloutResult(reward.clone(), episodes.clone())
 
 
-
-
 def pure_step(dyn, state, elapsed, actions, max_episode_steps: int, key, round_, env_index, group_size: int):
     """One step of ``state [S, N]`` with same-step autoreset: ``-> (StepResult, next state, elapsed)``.
     ``key`` holds each env's group key (int64 bits), ``env_index`` each env's index in its group."""
@@ -149,7 +147,7 @@ class VectorEnv:
 
     def __init__(self, dynamics, num_envs: int, backend: str = "torch", device="cpu", dtype=torch.float32,
                  max_episode_steps: int | None = None, seed=None, compile: bool = False):
-        self.dyn, self.spec = dynamics, getattr(self, "spec", dynamics.spec)
+        self.dyn, self.spec = dynamics, getattr(self, "spec", dynamics.spec)  # a subclass may set its own spec
         self.num_envs = _check_positive_int("num_envs", num_envs)
         if backend not in ("torch", "numba"):
             raise ValueError(f"backend must be one of torch, numba, got {backend!r}")
@@ -166,7 +164,7 @@ class VectorEnv:
         self.groups = len(seed) if isinstance(seed, (list, tuple)) else 1
         if self.groups < 1 or self.num_envs % self.groups:
             raise ValueError(f"num_envs ({self.num_envs}) must be a multiple of the number of seeds ({self.groups})")
-        self.group_size = n = self.num_envs // self.groups
+        self.group_size = self.num_envs // self.groups
         n, dev = self.num_envs, self.device
         self._state, self._elapsed = self._allocate()  # struct-of-arrays [S, N]; [N] int32
         self._keys: list[int] | None = None
