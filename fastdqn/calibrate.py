@@ -94,7 +94,7 @@ def measure(sizes=SIZES, block_s: float = 0.004, repeats: int = 5) -> dict:
         env = CartPole(n, backend="numba", seed=0)
         outputs = _numba_outputs(n, "float32")[0]
         actions = np.random.default_rng(0).integers(0, 2, n)
-        state, elapsed, max_steps, keys, round_, c = env.numba_buffers()
+        state, elapsed, max_steps, keys, round_, c = env.collect_kernel()[1]
         args = (state, actions, elapsed, max_steps, keys, n, round_, c, *outputs)
         out[str(n)] = {name: _seconds_per_call(kernel, args, block_s, repeats)
                        for name, kernel in (("serial", k.step_serial), ("parallel", k.step))}

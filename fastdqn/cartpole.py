@@ -368,15 +368,21 @@ class CartPole(VectorEnv):
         self._round.add_(1)
         return draws
 
-    def numba_buffers(self) -> tuple:
-        """The numba backend's buffers as numpy views, for kernels that fuse the step with other
-        work (the trainer's collect kernel): ``state [4, S >= N]`` (rows padded apart; env i is
-        column i), ``elapsed [N], max_episode_steps, group keys [G] (uint64), draw counter [1],
-        physics constants``."""
+    def collect_kernel(self) -> tuple:
+        """The trainer's fused collect kernel for this env, an optional capability of a native env
+        (numba backend): ``(kernel, env buffers)``. The kernel,
+        :func:`fastdqn.kernels.cartpole_numba.collect` (serial below ``PARALLEL_MIN_ENVS``), does
+        the epsilon-greedy act, this env's step (its reward and its two actions), the replay store
+        and the episode bookkeeping in one call; the buffers are numpy views: ``state [4, S >= N]``
+        (rows padded apart; env i is column i), ``elapsed [N], max_episode_steps, group keys [G]
+        (uint64), draw counter [1], physics constants``. The engine steps an env without this
+        capability through :meth:`step`."""
         if self.backend != "numba":
-            raise ValueError("numba_buffers is available on the numba backend only")
-        return (self._state_np, self._elapsed_np, self.max_episode_steps, self._keys_np, self._round_np,
-                self._consts)
+            raise ValueError("collect_kernel is available on the numba backend only")
+        k = self._kernels
+        kernel = k.collect if self.num_envs >= k.PARALLEL_MIN_ENVS else k.collect_serial
+        return kernel, (self._state_np, self._elapsed_np, self.max_episode_steps, self._keys_np, self._round_np,
+                        self._consts)
 
     def new_outputs(self) -> StepResult:
         """Output tensors for ``step(actions, out=...)``, laid out the way the numba kernel runs

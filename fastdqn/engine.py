@@ -155,17 +155,14 @@ class Engine:
         self.iteration_fn = self.iteration
         self.phase = no_phase  # name -> context manager around each phase (fastdqn.profile sets timers)
         self._collect_kernel = None
-        if backend == "numba" and fuse and hasattr(self.env, "numba_buffers"):  # CartPole's fused CPU kernel
-            from fastdqn.kernels import cartpole_numba as kernels
-
-            self._collect_kernel = kernels.collect if k * n >= kernels.PARALLEL_MIN_ENVS else kernels.collect_serial
+        if backend == "numba" and fuse and hasattr(self.env, "collect_kernel"):  # the env's fused CPU kernel
+            self._collect_kernel, env_buffers = self.env.collect_kernel()
             self._sample_idx = torch.zeros(k, self.width - n, dtype=torch.int64)
             self._no_idx = torch.zeros(k, 0, dtype=torch.int64)
             self._idx_np = {True: self._sample_idx.numpy(), False: self._no_idx.numpy()}
-            state, elapsed, max_steps, env_keys, round_, consts = self.env.numba_buffers()
             self._collect_args = (
-                self.keys.numpy().view(np.uint64), self.draws.numpy(), self.width, state, elapsed, max_steps, env_keys,
-                round_, consts, self.replay.data.numpy(), self.replay.pos.numpy(), self.replay.size.numpy(),
+                self.keys.numpy().view(np.uint64), self.draws.numpy(), self.width, *env_buffers,
+                self.replay.data.numpy(), self.replay.pos.numpy(), self.replay.size.numpy(),
                 self.obs.numpy(), self.ep_return.numpy(), self.finished.numpy(), self.finished_return.numpy(),
                 self.env_steps.numpy())
 
@@ -205,9 +202,9 @@ class Engine:
         transitions stored, episode bookkeeping and counters; returns this iteration's replay
         sample indices ``[K, gradient_steps * batch_size]`` (``[K, 0]`` when not learning).
 
-        With the numba env backend (CPU) this is one fused kernel,
-        :func:`fastdqn.kernels.cartpole_numba.collect` (~35 small tensor ops cost more than the
-        work); otherwise the tensor program below, which compiles and captures. Both compute the
+        With the numba env backend (CPU) and an env that offers one (``collect_kernel``: CartPole)
+        this is one fused kernel, :func:`fastdqn.kernels.cartpole_numba.collect` (~35 small tensor
+        ops cost more than the work); otherwise the tensor program below, which compiles and captures. Both compute the
         same numbers in the same order (tested bit for bit)."""
         phase = self.phase
         if self._collect_kernel is not None and not torch.compiler.is_compiling():
