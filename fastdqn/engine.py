@@ -302,7 +302,8 @@ class Engine:
 
     def load_state_dict(self, d: dict, envs: bool = True) -> None:
         """Continue from :meth:`state_dict` ``d``; ``envs=False`` keeps the envs as they are.
-        (Checkpoints written before confirmation envs existed restart those fresh.)"""
+        (Checkpoints written before confirmation envs existed restart those fresh; Gymnasium envs
+        restart their episodes, and the agents continue from those.)"""
         self.learner.load_state_dict(d["learner"])
         self.replay.load_state_dict(d["replay"])
         for name in self.ENVS if envs else ():
@@ -310,6 +311,9 @@ class Engine:
                 getattr(self, name).load_state_dict(d[name])
         for name in self.AGENT_TENSORS + self.SHARED_TENSORS:
             getattr(self, name).copy_(d[name])
+        if envs and self.env.backend == "gymnasium":  # its episodes restarted: continue from the fresh ones
+            self.obs.copy_(self.env.last_reset_obs.reshape(self.obs.shape))
+            self.ep_return.zero_()
         self.learner.set_active(d["active"].bool())
         h = d["host"]
         self.host_env_steps, self.host_iterations, self.host_updates = h["env_steps"], h["iterations"], h["updates"]

@@ -23,7 +23,7 @@ class GymnasiumVectorEnv:
     Gymnasium RNG through its autoresets.
 
     Gymnasium envs cannot be snapshotted in general, so ``state_dict`` records only the seeds: an
-    env restored from it (a resumed run) starts fresh episodes. ``group_state_dict`` and
+    env restored from it (a resumed run) starts fresh episodes (``last_reset_obs``). ``group_state_dict`` and
     :meth:`take_groups` keep the sub-env objects themselves, so a population that sheds agents
     keeps the others' episodes going.
     """
@@ -52,7 +52,7 @@ class GymnasiumVectorEnv:
         else:
             fns = [lambda e=e: e for e in _envs]
         self.venv = gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-        self._obs = None
+        self.last_reset_obs = None  # the observations of the last reset (what load_state_dict starts from)
         if _envs is None:
             self.reset()
 
@@ -70,8 +70,8 @@ class GymnasiumVectorEnv:
         if seed is not None:
             self.seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed] * self.groups
         obs, _ = self.venv.reset(seed=self._sub_seeds())
-        self._obs = obs
-        return self._tensor(obs)
+        self.last_reset_obs = self._tensor(obs)
+        return self.last_reset_obs
 
     def step(self, actions: torch.Tensor, check: bool = True, out: StepResult | None = None) -> StepResult:
         a = actions.detach().cpu().numpy().astype(np.int64)

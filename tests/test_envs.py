@@ -233,3 +233,27 @@ def test_a_crossing_that_fresh_episodes_do_not_confirm_is_not_solved(tmp_path, m
     assert len(rows) == 3 and all(float(r["eval_mean_return"]) == 500.0 for r in rows)
     assert all(r["confirm_mean_return"] and float(r["confirm_mean_return"]) < 475 for r in rows)
     assert result.agents[0]["eval_mean_return"] == 500.0  # the last evaluation, not a solve
+
+
+def test_resume_on_the_gymnasium_path_continues_from_fresh_episodes(tmp_path):
+    """Gymnasium envs cannot be snapshotted: a resumed run restarts their episodes, and the first
+    stored transition starts from the fresh reset observation (never a stale one)."""
+    cfg = preset("fast").replace(env_id="TestWalkVec-v0", num_envs=2, total_steps=400, learning_starts=100,
+                                 eval_every=200, eval_episodes=2, confirm_episodes=2, progress=False, plot=False,
+                                 stop_when_solved=False, buffer_size=1000)
+    train(cfg, out=tmp_path / "r")
+    from fastdqn.train import resume_config
+
+    seen = {}
+    real_add = ReplayBuffer.add
+
+    def spy(self, obs, *rest):
+        seen.setdefault("first", obs.clone())
+        return real_add(self, obs, *rest)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ReplayBuffer, "add", spy)
+        train(resume_config(tmp_path / "r", total_steps=402), out=tmp_path / "r", resume=True)
+    ref = gym.make_vec("TestWalkVec-v0", num_envs=2, vectorization_mode="sync")
+    fresh, _ = ref.reset(seed=make("TestWalkVec-v0", 2, seed=cfg.seed)._sub_seeds())
+    assert np.array_equal(seen["first"][0].numpy(), fresh)
