@@ -246,10 +246,12 @@ def test_inactive_agent_stops_changing():
 
 # --- 5. the compiled iteration -----------------------------------------------------------------
 @pytest.mark.slow
-def test_fullgraph_compiled_iteration_matches_eager():
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1"])
+def test_fullgraph_compiled_iteration_matches_eager(env_id):
+    """The generic env path too (Acrobot: VectorEnv's pure step, dense resets): one graph, no host sync."""
     torch._dynamo.reset()
     cfgs = configs(2, lr=[5e-3, 1e-2], target_period=[3, 0], tau=[1.0, 0.5])
-    cfgs = [c.replace(grad_clip=1.0) for c in cfgs]
+    cfgs = [c.replace(grad_clip=1.0, env_id=env_id) for c in cfgs]
     eager, comp = Engine(cfgs, backend="torch"), Engine(cfgs, backend="torch")
     fn = torch.compile(comp.iteration, fullgraph=True)
     for learn in [False] * 12 + [True] * 8:
