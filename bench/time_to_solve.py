@@ -101,11 +101,11 @@ def timed_run(cmd: list[str], timeout: float | None) -> tuple[float, subprocess.
 def gym_eval(policy, env_id: str, episodes: int, seed: int) -> dict:
     import numpy as np
 
-    from fastdqn.config import ENVS
+    from fastdqn.envs import spec
     from fastdqn.evaluate import gymnasium_returns
 
     rets = gymnasium_returns(policy, env_id, episodes, seed=seed)
-    threshold = ENVS[env_id][1]
+    threshold = spec(env_id).reward_threshold
     return {"gym_eval_env": env_id, "gym_eval_seed": seed, "gym_eval_episodes": episodes,
             "gym_eval_mean": float(np.mean(rets)), "gym_eval_std": float(np.std(rets)),
             "gym_eval_min": float(np.min(rets)), "success": bool(np.mean(rets) >= threshold),
