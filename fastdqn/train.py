@@ -6,7 +6,9 @@ interval work between iterations: metric flushes (one row per agent every ``log_
 steps), greedy evaluations (every agent at once), checkpoints and the run's outputs. An agent
 whose evaluation reaches the env's threshold is confirmed on ``confirm_episodes`` fresh episodes
 (independent of the evaluation, so the best of several noisy evaluations does not pass for
-solved); it is solved when the confirmation reaches the threshold too. With
+solved); it is solved when the confirmation's mean clears the threshold by ``confirm_margin``
+standard errors (a policy whose true mean sits at the threshold would pass a bare "mean >=
+threshold" half the time, and then fail a fresh check half the time). With
 ``stop_when_solved`` a solved agent stops updating (its policy stays the one that passed) and
 the run ends when every agent is solved.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import csv
 import gc
 import json
+import math
 import os
 import platform
 import signal
@@ -33,7 +36,7 @@ from fastdqn.engine import PER_AGENT_FIELDS, Engine, check_population, populatio
 
 METRICS_FIELDS = ["env_step", "agent", "wall_time_s", "episodes", "mean_return", "epsilon", "loss", "env_steps_per_s"]
 EVAL_FIELDS = ["env_step", "agent", "updates", "wall_time_s", "eval_mean_return", "eval_std_return",
-               "confirm_mean_return"]
+               "confirm_mean_return", "confirm_std_return"]
 RESUMABLE_OVERRIDES = {"total_steps", "eval_every", "stop_when_solved", "progress", "plot", "log_every"}
 
 
@@ -307,7 +310,8 @@ class Run:
 
     def evaluate(self) -> None:
         """Greedy evaluation of every agent in the engine; an agent whose mean reaches the threshold
-        is confirmed on fresh episodes and solved if the confirmation reaches it too. Solved
+        is confirmed on fresh episodes and solved if the confirmation's mean clears it by
+        ``confirm_margin`` standard errors. Solved
         (and stopped) agents then leave the engine with the weights that passed."""
         engine, threshold = self.engine, self.cfg.solve_threshold
         rets = engine.evaluate().cpu()
@@ -321,16 +325,18 @@ class Run:
             a = self.agents[i]
             r = {"env_step": engine.host_env_steps, "agent": i, "updates": engine.host_updates, "wall_time_s": wall,
                  "eval_mean_return": mean[row], "eval_std_return": std[row], "confirm_mean_return": None,
-                 "solved": False}
+                 "confirm_std_return": None, "solved": False}
             a["eval_mean_return"], a["eval_std_return"] = mean[row], std[row]
             if crossed[row]:
                 c = confirm[row]
-                r["confirm_mean_return"] = c.mean().item()
-                if r["confirm_mean_return"] >= threshold:  # solved: report the confirmation, not the crossing
+                c_mean, c_std = c.mean().item(), c.std(unbiased=False).item()
+                r["confirm_mean_return"], r["confirm_std_return"] = c_mean, c_std
+                if c_mean - self.cfg.confirm_margin * c_std / math.sqrt(len(c)) >= threshold:
+                    # solved: report the confirmation, not the crossing
                     r["solved"] = True
                     a.update(solved=True, solved_at_env_step=engine.host_env_steps, updates_at_solve=engine.host_updates,
                              solved_at_wall_s=wall, crossing_eval_mean_return=mean[row],
-                             eval_mean_return=r["confirm_mean_return"], eval_std_return=c.std(unbiased=False).item())
+                             eval_mean_return=c_mean, eval_std_return=c_std)
             rows.append(r)
         self.evals.extend(rows)
         for i in (self.on_eval(rows) if self.on_eval is not None else ()):
@@ -387,7 +393,7 @@ class Run:
         summary = {**asdict(result), "population": k, "agents_solved": self.n_solved(), "device": str(self.device),
                    "env_backend": self.backend, "compile": self.compile_mode, "versions": versions(), "seed": cfg.seed,
                    "env_id": cfg.env_id, "solve_threshold": cfg.solve_threshold,
-                   "confirm_episodes": cfg.confirm_episodes}
+                   "confirm_episodes": cfg.confirm_episodes, "confirm_margin": cfg.confirm_margin}
         summary["agents"] = summary.pop("agents")  # last: it is the long part
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         from fastdqn.outputs import write_extras

@@ -257,3 +257,25 @@ def test_resume_on_the_gymnasium_path_continues_from_fresh_episodes(tmp_path):
     ref = gym.make_vec("TestWalkVec-v0", num_envs=2, vectorization_mode="sync")
     fresh, _ = ref.reset(seed=make("TestWalkVec-v0", 2, seed=cfg.seed)._sub_seeds())
     assert np.array_equal(seen["first"][0].numpy(), fresh)
+
+
+@pytest.mark.parametrize("margin, solved", [(2.0, False), (0.0, True), (1.0, True)])
+def test_confirmation_must_clear_the_threshold_by_its_margin(tmp_path, monkeypatch, margin, solved):
+    """Hand-worked: the confirmation's 200 returns are half 440 and half 520 (mean 480, std 40,
+    standard error 40 / sqrt(200) = 2.83): 480 - 2 x 2.83 = 474.3 misses 475; 480 - 2.83 clears it."""
+    real = fastdqn.engine.Engine.evaluate
+
+    def fixed(self, confirm=False):
+        rets = real(self, confirm)
+        if not confirm:
+            return torch.full_like(rets, 500.0)
+        return torch.tensor([440.0, 520.0]).repeat(rets.shape[1] // 2)[None].expand_as(rets).clone()
+
+    monkeypatch.setattr(fastdqn.engine.Engine, "evaluate", fixed)
+    cfg = preset("fast").replace(total_steps=2000, eval_every=1000, progress=False, plot=False, confirm_margin=margin)
+    result = train(cfg, out=tmp_path / "r")
+    assert result.solved is solved
+    a = result.agents[0]
+    if solved:
+        assert a["eval_mean_return"] == 480.0 and a["eval_std_return"] == pytest.approx(40.0)
+        assert a["crossing_eval_mean_return"] == 500.0 and a["solved_at_env_step"] == 1000

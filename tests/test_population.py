@@ -248,12 +248,18 @@ def test_run_ends_when_every_agent_is_solved(solving):
         confirms = [float(r["confirm_mean_return"]) if r["confirm_mean_return"] else None for r in rows]
         # solved at its first evaluation that passed and whose confirmation on fresh episodes passed too;
         # an evaluation below the threshold is never confirmed
-        assert rets[-1] >= THRESHOLD and confirms[-1] >= THRESHOLD
-        for r, c in zip(rets[:-1], confirms[:-1]):
-            assert (r < THRESHOLD and c is None) or (r >= THRESHOLD and c < THRESHOLD)
+        stds = [float(r["confirm_std_return"]) if r["confirm_std_return"] else None for r in rows]
+        assert rets[-1] >= THRESHOLD and confirmed(cfg, confirms[-1], stds[-1])
+        for r, c, sd in zip(rets[:-1], confirms[:-1], stds[:-1]):
+            assert (r < THRESHOLD and c is None) or (r >= THRESHOLD and not confirmed(cfg, c, sd))
         assert a["crossing_eval_mean_return"] == pytest.approx(rets[-1])
         assert a["eval_mean_return"] == pytest.approx(confirms[-1])  # what the run reports is the confirmation
         assert a["updates_at_solve"] == expected_updates(cfg, a["solved_at_env_step"])
+
+
+def confirmed(cfg, mean, std):
+    """The solve rule: the confirmation's mean clears the threshold by confirm_margin standard errors."""
+    return mean - cfg.confirm_margin * std / cfg.confirm_episodes ** 0.5 >= THRESHOLD
 
 
 def test_solved_agents_keep_the_parameters_that_passed(solving):

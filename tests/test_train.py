@@ -214,7 +214,7 @@ def test_evals_csv(run3000):
     cfg, result, out = run3000
     rows = read_csv(out / "evals.csv")
     assert list(rows[0]) == ["env_step", "agent", "updates", "wall_time_s", "eval_mean_return", "eval_std_return",
-                             "confirm_mean_return"]
+                             "confirm_mean_return", "confirm_std_return"]
     assert [int(r["env_step"]) for r in rows] == [1000, 2000, 3000]  # every eval_every env steps
     for r in rows:
         assert int(r["agent"]) == 0
