@@ -62,7 +62,9 @@ class DQNConfig:
     eval_every: int = _f(2_000, "env steps between greedy evaluations; 0 = only at the end")
     eval_episodes: int = _f(100, "episodes per evaluation (run as that many batched envs)")
     confirm_episodes: int = _f(200, "fresh episodes that confirm an evaluation reaching the threshold; the agent "
-                               "is solved only if their mean reaches it too")
+                               "is solved only if their mean clears it by confirm_margin standard errors")
+    confirm_margin: float = _f(2.0, "standard errors (episode std / sqrt(confirm_episodes)) by which the "
+                               "confirmation's mean must clear the threshold; 0 = reaching it is enough")
     stop_when_solved: bool = _f(True, "stop an agent as soon as it is solved (an evaluation reached the env's "
                                 "threshold and the confirmation did too)")
     # system
@@ -142,8 +144,8 @@ class DQNConfig:
             raise ConfigError("tau must be in (0, 1]; got 0 (the target network would never move)")
         if self.lr < 0:
             raise ConfigError(f"lr must be >= 0 (0 freezes the network); got {self.lr!r}")
-        if self.grad_clip < 0 or self.eps_decay < 0:
-            bad = "grad_clip" if self.grad_clip < 0 else "eps_decay"
+        if self.grad_clip < 0 or self.eps_decay < 0 or self.confirm_margin < 0:
+            bad = "grad_clip" if self.grad_clip < 0 else "eps_decay" if self.eps_decay < 0 else "confirm_margin"
             raise ConfigError(f"{bad} must be >= 0; got {getattr(self, bad)!r}")
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})")
