@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import time
 from pathlib import Path
@@ -246,6 +247,7 @@ def main(argv=None):
     args.sizes = args.sizes or (SIZES if cartpole else ENV_SIZES)
     args.out = args.out or ("env_throughput" if cartpole else f"env_throughput_{args.env}")
 
+    load_start = os.getloadavg()  # a busy machine (other jobs on its cores) slows the threaded rows most
     chosen = methods(args) if cartpole else env_methods(args)
     if args.only:  # those methods, in the order of the prefixes given
         chosen = {name: chosen[name] for p in args.only for name in chosen if name.startswith(p)}
@@ -281,12 +283,14 @@ def main(argv=None):
             write_json(f"{args.out}.json", {"benchmark": "env_throughput", "env": args.env, "partial": True,
                                              "results": rows})
 
-    from fastdqn.vector import _parallel_min_envs
+    from fastdqn import calibrate
 
     # the N from which the numba backend runs its threaded kernels (measured per machine and cached,
-    # or FASTDQN_PARALLEL_MIN_ENVS): below it the "all threads" rows run the serial kernels too
+    # or FASTDQN_PARALLEL_MIN_ENVS; never below 256): below it the "all threads" rows run the serial kernels too
     payload = {"benchmark": "env_throughput", "env": args.env, "machine": machine_info(),
-               "numba_parallel_min_envs": _parallel_min_envs(), "results": rows, **ratios(rows, args)}
+               "numba_parallel_min_envs": calibrate.parallel_min_envs(),
+               "load_average_1_5_15min": {"start": load_start, "end": os.getloadavg()}, "results": rows,
+               **ratios(rows, args)}
     for key in ("speedup_vs_gymnasium", "rollout_vs_gymnax_scan", "threads_vs_1thread"):
         for k, v in payload[key].items():
             print(f"{k}: {v:.2f}x")
