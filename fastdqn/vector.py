@@ -378,10 +378,12 @@ class VectorEnv:
         if actions.device != self.device:
             raise ValueError(f"actions are on {actions.device} but the envs are on {self.device}")
         if actions.device.type == "cpu":
-            bad = (actions < 0) | (actions >= a)
-            if bool(bad.any()):
-                raise ValueError(f"actions must be in [0, {a - 1}], got {actions[bad][0].item()} "
-                                 f"({int(bad.sum())} invalid of {n})")
+            # in NumPy (one thread): from ~32k elements torch runs these ops on its thread pool, and a
+            # pool thread that another process keeps off its core stalls each op (~10 ms at N=65536)
+            v = actions.numpy()
+            bad = (v < 0) | (v >= a)
+            if bad.any():
+                raise ValueError(f"actions must be in [0, {a - 1}], got {v[bad][0].item()} ({int(bad.sum())} invalid of {n})")
         return actions.long() if self.backend == "numba" else actions
 
     def _check_out(self, out) -> None:
