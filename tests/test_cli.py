@@ -379,8 +379,13 @@ def test_bench_env_reports_step_out_and_rollout(backend, env_id, capsys):
                                           (["--rollout-steps", "-1"], "--rollout-steps must be at least 1"),
                                           (["--num-envs", "0"], "num_envs must be an integer"),
                                           (["--backend", "numba", "--device", "cuda"], "numba backend runs on the CPU"),
-                                          (["--env", "LunarLander-v3"], "measures native envs"),
+                                          (["--env", "TestCliGym-v0"], "measures native envs"),
                                           (["--env", "Nope-v0"], "unknown env id")])
 def test_bench_env_bad_input(flags, words, capsys):
+    import gymnasium as gym
+
+    if "TestCliGym-v0" not in gym.registry:  # a Gymnasium id that is not native (Box obs, Discrete actions)
+        gym.register("TestCliGym-v0", entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv",
+                     max_episode_steps=10)
     assert main(["bench-env", *flags]) == 2
     assert words in one_line_error(capsys, "bench-env")
