@@ -29,6 +29,7 @@ from fastdqn.vector import (  # noqa: F401 - StepResult and RolloutResult are pa
     VectorEnv,
     _check_positive_int,
     capture_rollout,
+    copy_into,
 )
 
 BACKENDS = ("torch", "numba")
@@ -420,11 +421,7 @@ class CartPole(VectorEnv):
         self._round.add_(1)
         self._state.copy_(result.obs.T)
         self._elapsed.copy_(elapsed)
-        if out is None:
-            return result
-        for dst, src in zip(out, result, strict=True):
-            dst.copy_(src)
-        return out
+        return copy_into(out, result)
 
     def _step_numba(self, actions: torch.Tensor, out: StepResult | None) -> StepResult:
         if out is None:

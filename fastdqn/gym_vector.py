@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fastdqn.cartpole import StepResult
 from fastdqn.kernels import rng
+from fastdqn.vector import StepResult, copy_into
 
 
 class GymnasiumVectorEnv:
@@ -23,8 +23,8 @@ class GymnasiumVectorEnv:
     Gymnasium RNG through its autoresets.
 
     Gymnasium envs cannot be snapshotted in general, so ``state_dict`` records only the seeds: an
-    env restored from it (a resumed run) starts fresh episodes (``last_reset_obs``). ``group_state_dict`` and
-    :meth:`take_groups` keep the sub-env objects themselves, so a population that sheds agents
+    env restored from it (a resumed run) starts fresh episodes (``last_reset_obs``).
+    :meth:`take_groups` keeps the sub-env objects themselves, so a population that sheds agents
     keeps the others' episodes going.
     """
 
@@ -86,11 +86,7 @@ class GymnasiumVectorEnv:
         res = StepResult(self._tensor(obs), torch.as_tensor(np.asarray(reward, dtype=np.float32)).to(self.device),
                          torch.as_tensor(terminated).to(self.device), torch.as_tensor(truncated).to(self.device),
                          self._tensor(final))
-        if out is None:
-            return res
-        for dst, src in zip(out, res, strict=True):
-            dst.copy_(src)
-        return out
+        return copy_into(out, res)
 
     def state_dict(self) -> dict:
         return {"seeds": list(self.seeds)}

@@ -108,6 +108,16 @@ def capture_rollout(env, steps: int, given, key: torch.Tensor) -> RolloutResult:
     return RolloutResult(reward.clone(), episodes.clone())
 
 
+def copy_into(out: StepResult | None, result: StepResult) -> StepResult:
+    """``result`` itself, or (``out`` given) copied into the caller's tensors and ``out`` returned:
+    no allocation is saved, but the output addresses stay fixed (what a CUDA graph needs)."""
+    if out is None:
+        return result
+    for dst, src in zip(out, result, strict=True):
+        dst.copy_(src)
+    return out
+
+
 def pure_step(dyn, state, elapsed, actions, max_episode_steps: int, key, round_, env_index, group_size: int):
     """One step of ``state [S, N]`` with same-step autoreset: ``-> (StepResult, next state, elapsed)``.
     ``key`` holds each env's group key (int64 bits), ``env_index`` each env's index in its group."""
@@ -304,11 +314,7 @@ class VectorEnv:
         self._round.add_(1)
         self._state.copy_(nxt)
         self._elapsed.copy_(elapsed)
-        if out is None:
-            return result
-        for dst, src in zip(out, result, strict=True):
-            dst.copy_(src)
-        return out
+        return copy_into(out, result)
 
     def rollout(self, steps: int, actions="random", seed: int | None = None) -> RolloutResult:
         """``steps`` steps of every env in one call, keeping per-env totals (summed rewards,
