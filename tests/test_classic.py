@@ -7,9 +7,10 @@ way (step loop vs rollout, one backend vs the other, seed groups vs single seeds
 
 Measured here (Gymnasium 1.4, glibc 2.36, torch 2.13 CPU): the numba float64 step equals
 Gymnasium bit for bit (states, flags, rewards, observations), along whole trajectories too. The
-torch float64 step differs in the last place on ~0.5% of Acrobot rows (torch's vectorised sin/cos
-differ from libm by an ulp on ~0.2% of inputs, and it squares with ``x * x`` where Gymnasium's
-NumPy scalars call ``pow(x, 2.0)``); the largest difference is ~5e-14. float32 follows float64 to
+torch float64 step differs in the last places on ~1.5% of the Acrobot rows here (torch's vectorised
+sin/cos differ from libm by an ulp on ~0.2% of inputs, and it squares with ``x * x`` where
+Gymnasium's NumPy scalars call ``pow(x, 2.0)``, which glibc rounds differently for ~0.1% of inputs),
+by at most ~5e-14; on MountainCar on ~0.03% of rows, by ~1e-18. float32 follows float64 to
 ~1e-5 (Acrobot's velocities to ~2e-6 times their squared scale: the terms of the dynamics grow
 with the squared angular velocities, up to ~800).
 """
