@@ -23,7 +23,6 @@ import torch
 
 from fastdqn.kernels import rng
 from fastdqn.vector import (  # noqa: F401 - StepResult and RolloutResult are part of this module's API
-    DTYPES,
     RolloutResult,
     StepResult,
     VectorEnv,
@@ -32,7 +31,6 @@ from fastdqn.vector import (  # noqa: F401 - StepResult and RolloutResult are pa
     copy_into,
 )
 
-BACKENDS = ("torch", "numba")
 _NP_DTYPE = {torch.float32: "float32", torch.float64: "float64"}
 
 # Gymnasium's CartPoleEnv constants (computed the way it computes them, in float64).
@@ -88,12 +86,6 @@ def _euler(x, x_dot, theta, theta_dot, action):
     return x, x_dot, theta, theta_dot, terminated
 
 
-_as_signed = rng.as_signed
-_GOLDEN = rng.GOLDEN_I64
-_lsr = rng.lsr
-_mix64 = rng.mix64
-
-
 def reset_draw(key: torch.Tensor, round_: torch.Tensor, env_index: torch.Tensor, num_envs: int,
                dtype: torch.dtype) -> torch.Tensor:
     """Reset states ``[len(env_index), 4]`` of the envs ``env_index`` (of ``num_envs``) for draw
@@ -106,8 +98,7 @@ def reset_draw(key: torch.Tensor, round_: torch.Tensor, env_index: torch.Tensor,
 
 def _reset_components(key, round_, env_index, num_envs: int, dtype: torch.dtype) -> list[torch.Tensor]:
     """:func:`reset_draw` as its four state components (x, x_dot, theta, theta_dot)."""
-    return [(RESET_LOW + (RESET_HIGH - RESET_LOW) * u).to(dtype)
-            for u in rng.reset_uniforms(key, round_, env_index, num_envs, 4)]
+    return CartPoleDynamics.reset_state(rng.reset_uniforms(key, round_, env_index, num_envs, 4), dtype)
 
 
 def torch_step(state, elapsed, actions, max_episode_steps: int, key, round_, env_index, sparse_resets: bool,
@@ -250,7 +241,7 @@ def rollout_actions(num_envs: int, steps: int, key: int) -> torch.Tensor:
     env i at step t takes bit ``t % 64`` of SplitMix64(``key + ((t // 64) * num_envs + i + 1) *
     GOLDEN``)."""
     words = -(-steps // 64)
-    h = _action_words(_as_signed(key), torch.arange(words)[:, None], torch.arange(num_envs) + 1)  # [words, N]
+    h = _action_words(rng.as_signed(key), torch.arange(words)[:, None], torch.arange(num_envs) + 1)  # [words, N]
     shifts = torch.arange(64, dtype=torch.int64)[None, :, None]
     bits = (h[:, None, :] >> shifts) & 1  # [words, 64, N]; bit s of the uint64 word
     return bits.reshape(words * 64, num_envs)[:steps].to(torch.uint8)
@@ -259,7 +250,7 @@ def rollout_actions(num_envs: int, steps: int, key: int) -> torch.Tensor:
 def _action_words(key, word, lanes: torch.Tensor) -> torch.Tensor:
     """The random words of a drawn-action rollout: word ``word`` (an int or int64 tensor; it
     covers steps ``64 * word ...``) of each env, ``lanes`` = env index + 1 ``[N]``."""
-    return _mix64(key + (word * lanes.shape[-1] + lanes) * _GOLDEN)
+    return rng.mix64(key + (word * lanes.shape[-1] + lanes) * rng.GOLDEN_I64)
 
 
 class CartPoleDynamics:
@@ -271,7 +262,8 @@ class CartPoleDynamics:
     n_uniforms = 4
     kernels = None  # CartPole runs its own numba kernels (fastdqn.kernels.cartpole_numba)
 
-    def reset_state(self, u, dtype):
+    @staticmethod
+    def reset_state(u, dtype):
         return [(RESET_LOW + (RESET_HIGH - RESET_LOW) * v).to(dtype) for v in u]
 
     def step(self, s, action):
@@ -462,7 +454,7 @@ class CartPole(VectorEnv):
             rollout(self._state_np, self._elapsed_np, self.max_episode_steps, self._keys_np, self.group_size,
                     self._round_np, self._consts, acts, np.uint64(key), reward.numpy(), episodes.numpy())
             return RolloutResult(reward, episodes)
-        key_t = torch.tensor(_as_signed(key), dtype=torch.int64, device=self.device)
+        key_t = torch.tensor(rng.as_signed(key), dtype=torch.int64, device=self.device)
         if self.device.type == "cuda":
             return capture_rollout(self, steps, given, key_t)
         return RolloutResult(*self._rollout_loop(steps, given, key_t))

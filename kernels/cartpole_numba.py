@@ -1,5 +1,5 @@
 """CartPole kernels for the CPU, in numba: the step fused with same-step autoreset, a multi-step
-rollout, the reset, and the trainer's fused collect step.
+rollout, and the trainer's fused collect step.
 
 Gymnasium's Euler step (same expression order as ``gymnasium.envs.classic_control.cartpole``),
 termination and truncation for every env, then a reset draw from the counter-based RNG in
@@ -234,14 +234,6 @@ def rollout(state, elapsed, max_steps, keys, group_size, round_, c, actions, act
 
 
 rollout_serial = njit(cache=True, error_model="numpy")(_renamed(rollout.py_func, "rollout_serial"))
-
-
-@njit(parallel=True, cache=True)
-def reset(state, elapsed, keys, group_size, round_):
-    """Fill every env of ``state`` ([4, >= N], N = len(elapsed)) with reset draw ``round_`` and zero ``elapsed``
-    (``keys``/``group_size`` as in :func:`step`)."""
-    for i in prange(elapsed.shape[0]):
-        _draw(state, elapsed, keys, group_size, round_, i)
 
 
 @njit(cache=True)

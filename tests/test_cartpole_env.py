@@ -501,12 +501,14 @@ def test_dense_and_sparse_reset_paths_agree():
     """torch_step's sync-free path (a draw for every env, selected with where: used on GPUs and
     under torch.compile) and its CPU-eager path (draws only for finished envs) are the same
     function of (state, actions, key, round)."""
-    from fastdqn.cartpole import _as_signed, torch_step
+    from fastdqn.kernels.rng import as_signed
+
+    from fastdqn.cartpole import torch_step
 
     n = 512
     env = fastdqn.CartPole(n, backend="torch", dtype=torch.float64, seed=11)
     g = torch.Generator().manual_seed(1)
-    key = torch.tensor(_as_signed(env.state_dict()["keys"][0]))  # uint64 bits in an int64
+    key = torch.tensor(as_signed(env.state_dict()["keys"][0]))  # uint64 bits in an int64
     index = torch.arange(n)
     state, elapsed = env.state.clone(), env.elapsed_steps.clone()
     finished = 0
