@@ -151,7 +151,6 @@ class Engine:
         self.host_env_steps = 0
         self.host_iterations = 0
         self.host_updates = 0
-        self.last_learned = False  # whether the last step() updated
         self.iteration_fn = self.iteration
         self.phase = no_phase  # name -> context manager around each phase (fastdqn.profile sets timers)
         self._collect_kernel = None
@@ -240,15 +239,16 @@ class Engine:
         steps = self.host_env_steps + self.num_envs
         return steps >= self.cfg.learning_starts and (self.host_iterations + 1) % self.cfg.train_frequency == 0
 
-    def step(self) -> None:
-        """Run one iteration (through ``iteration_fn``, which may be compiled) and advance the host mirrors."""
+    def step(self) -> int:
+        """Run one iteration (through ``iteration_fn``, which may be compiled) and advance the host
+        mirrors; returns the updates it made per agent (0 or ``gradient_steps``)."""
         learn = self.learns_next()
         self.iteration_fn(learn)
-        self.last_learned = learn
         self.host_env_steps += self.num_envs
         self.host_iterations += 1
-        if learn:
-            self.host_updates += self.cfg.gradient_steps
+        updates = self.cfg.gradient_steps if learn else 0
+        self.host_updates += updates
+        return updates
 
     # -- interval work (host reads) ----------------------------------------------------------
     def read_metrics(self) -> dict:

@@ -165,8 +165,8 @@ def train(cfg: DQNConfig | list[DQNConfig], out=None, resume: bool = False, popu
     try:
         while engine.host_env_steps < cfg.total_steps and not run.all_done():
             run.check_interrupt()
-            engine.step()  # act, step, store, sample, update: every agent, no host sync
-            run.count_iteration()
+            updates = engine.step()  # act, step, store, sample, update: every agent, no host sync
+            run.count_iteration(updates)
             if run.since_flush == cfg.log_every:
                 run.flush()
             if run.eval_due():
@@ -258,10 +258,11 @@ class Run:
         if self._stop:
             raise KeyboardInterrupt
 
-    def count_iteration(self) -> None:
+    def count_iteration(self, updates: int) -> None:
+        """Account one iteration of every agent in the engine (``updates`` per agent)."""
         e = self.engine
         self.work["env_steps"] += e.agents * e.num_envs
-        self.work["updates"] += e.agents * e.cfg.gradient_steps * e.last_learned
+        self.work["updates"] += e.agents * updates
         self.since_flush += 1
 
     def eval_due(self) -> bool:
