@@ -118,17 +118,25 @@ def copy_into(out: StepResult | None, result: StepResult) -> StepResult:
     return out
 
 
-def pure_step(dyn, state, elapsed, actions, max_episode_steps: int, key, round_, env_index, group_size: int):
-    """One step of ``state [S, N]`` with same-step autoreset: ``-> (StepResult, next state, elapsed)``.
-    ``key`` holds each env's group key (int64 bits), ``env_index`` each env's index in its group."""
+def advance(dyn, state, elapsed, actions, max_episode_steps: int, key, round_, env_index, group_size: int):
+    """The state part of :func:`pure_step`, without observing: ``-> (components after the physics,
+    reward, terminated, truncated, next state [S, N] after resets, elapsed)``."""
     comps, reward, terminated = dyn.step(list(state.unbind(0)), actions)
     elapsed = elapsed + 1
     truncated = elapsed >= max_episode_steps
     done = terminated | truncated
     draws = dyn.reset_state(rng.reset_uniforms(key, round_, env_index, group_size, dyn.n_uniforms), state.dtype)
     nxt = torch.stack([torch.where(done, d, c) for d, c in zip(draws, comps)])
+    return comps, reward, terminated, truncated, nxt, elapsed.masked_fill(done, 0)
+
+
+def pure_step(dyn, state, elapsed, actions, max_episode_steps: int, key, round_, env_index, group_size: int):
+    """One step of ``state [S, N]`` with same-step autoreset: ``-> (StepResult, next state, elapsed)``.
+    ``key`` holds each env's group key (int64 bits), ``env_index`` each env's index in its group."""
+    comps, reward, terminated, truncated, nxt, elapsed = advance(dyn, state, elapsed, actions, max_episode_steps, key,
+                                                                 round_, env_index, group_size)
     obs = dyn.observe(list(nxt.unbind(0)))
-    return StepResult(obs, reward, terminated, truncated, dyn.observe(comps)), nxt, elapsed.masked_fill(done, 0)
+    return StepResult(obs, reward, terminated, truncated, dyn.observe(comps)), nxt, elapsed
 
 
 def rollout_action(key, step, lanes, n_actions: int):
@@ -354,9 +362,9 @@ class VectorEnv:
         return steps, 0, actions
 
     def _rollout_step(self, state, elapsed, actions, round_, reward_sum, episodes):
-        res, nxt, elapsed = pure_step(self.dyn, state, elapsed, actions, self.max_episode_steps, self._env_keys, round_,
-                                      self._env_index, self.group_size)
-        return nxt, elapsed, reward_sum + res.reward, episodes + (res.terminated | res.truncated)
+        _, reward, terminated, truncated, nxt, elapsed = advance(self.dyn, state, elapsed, actions, self.max_episode_steps,
+                                                                 self._env_keys, round_, self._env_index, self.group_size)
+        return nxt, elapsed, reward_sum + reward, episodes + (terminated | truncated)  # nothing observed: not kept
 
     def _rollout_loop(self, steps: int, given, key: torch.Tensor):
         n, dev = self.num_envs, self.device
