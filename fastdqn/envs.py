@@ -40,10 +40,11 @@ class EnvSpec:
     return_range: tuple[float, float] | None = None  # the y-range of learning-curve plots (None: from the data)
     native: bool = True  # a native batched env (False: the Gymnasium slow path)
     factory: object = field(default=None, repr=False, compare=False)  # native: (num_envs, **kw) -> env
+    native_backends: tuple[str, ...] = ("torch", "numba")  # the backends of a native env
 
     @property
     def backends(self) -> tuple[str, ...]:
-        return ("torch", "numba") if self.native else ("gymnasium",)
+        return self.native_backends if self.native else ("gymnasium",)
 
     @property
     def obs_size(self) -> int:
@@ -76,6 +77,33 @@ NATIVE: dict[str, EnvSpec] = {
     "MountainCar-v0": EnvSpec("MountainCar-v0", (2,), torch.float32, 3, 200, -110.0, "MountainCar-v0", (-200.0, 0.0),
                               factory=_classic("MountainCar")),
 }
+# MinAtar (Young & Tian 2019): ten-by-ten games observed as one bool channel per object kind.
+# -v1 is the game's minimal action set, -v0 all six actions (as the reference package names them).
+# The reference has no time limit; fastdqn truncates at MINATAR_HORIZON steps.
+MINATAR_GAMES = {"Breakout": ("breakout", "Breakout", 4, 3)}  # name -> (module, class, channels, minimal actions)
+MINATAR_HORIZON = 10_000
+
+
+def _minatar(module, cls, env_id):
+    def make(num_envs, sticky_action_prob: float = 0.1, difficulty_ramping: bool = True, **kw):
+        import importlib
+
+        from fastdqn.minatar import MinAtarDynamics
+        from fastdqn.vector import VectorEnv
+
+        game = getattr(importlib.import_module(f"fastdqn.minatar.{module}"), cls)(difficulty_ramping)
+        dyn = MinAtarDynamics(game, env_id.endswith("-v1"), sticky_action_prob)
+        dyn.spec = NATIVE[env_id]
+        return VectorEnv(dyn, num_envs, **kw)
+
+    return make
+
+
+for _name, (_module, _cls, _channels, _minimal) in MINATAR_GAMES.items():
+    for _v, _n in (("v0", 6), ("v1", _minimal)):
+        _id = f"MinAtar/{_name}-{_v}"
+        NATIVE[_id] = EnvSpec(_id, (_channels, 10, 10), torch.bool, _n, MINATAR_HORIZON, None, _id, None,
+                              factory=_minatar(_module, _cls, _id), native_backends=("torch",))
 _GYM_CACHE: dict[str, EnvSpec] = {}
 
 
@@ -141,18 +169,20 @@ def default_backend(s: EnvSpec, device) -> str:
     """``auto``: numba on a CPU, torch elsewhere (native envs); the Gymnasium path for the rest."""
     if not s.native:
         return "gymnasium"
-    return "numba" if torch.device(device).type == "cpu" else "torch"
+    return "numba" if torch.device(device).type == "cpu" and "numba" in s.backends else "torch"
 
 
 def make(env_id: str, num_envs: int, backend: str = "auto", device="cpu", seed=None, dtype=torch.float32,
-         max_episode_steps: int | None = None, compile: bool = False):
+         max_episode_steps: int | None = None, compile: bool = False, **options):
     """``num_envs`` copies of ``env_id`` stepped as one batch (see the module docstring).
 
     ``backend``: ``"numba"`` (CPU kernels), ``"torch"`` (any device), ``"auto"`` (numba on a
     CPU, torch on a GPU) for native ids; Gymnasium ids always take the ``"gymnasium"`` path
     (``"auto"`` or ``"gymnasium"``). ``seed``: an int, None, or one seed per equal group of envs.
     ``dtype``: the state and observation dtype of native envs (float32 or float64; Gymnasium
-    integrates in float64). ``max_episode_steps``: the truncation horizon (default: the spec's).
+    integrates in float64; MinAtar games keep int32 states and bool frames whatever ``dtype``).
+    ``max_episode_steps``: the truncation horizon (default: the spec's). ``options``: the env's
+    own (MinAtar: ``sticky_action_prob=0.1``, ``difficulty_ramping=True``).
     """
     s = spec(env_id)
     if backend == "auto":
@@ -161,10 +191,12 @@ def make(env_id: str, num_envs: int, backend: str = "auto", device="cpu", seed=N
         raise EnvError(f"backend {backend!r} is not available for {env_id}; it has: auto, {', '.join(s.backends)}")
     steps = s.max_episode_steps if max_episode_steps is None else max_episode_steps
     if not s.native:
+        if options:
+            raise EnvError(f"{env_id} takes no env options, got {', '.join(options)}")
         from fastdqn.gym_vector import GymnasiumVectorEnv
 
         return GymnasiumVectorEnv(s, num_envs, device=device, seed=seed, max_episode_steps=steps)
     env = s.factory(num_envs, backend=backend, device=device, dtype=dtype, max_episode_steps=steps, seed=seed,
-                    compile=compile)
+                    compile=compile, **options)
     env.spec = s
     return env

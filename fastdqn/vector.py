@@ -118,15 +118,40 @@ def copy_into(out: StepResult | None, result: StepResult) -> StepResult:
     return out
 
 
+def _split(dyn, state):
+    """What ``dyn``'s functions take: the state ``[S, N]`` itself (``dyn.packed``) or its rows."""
+    return state if getattr(dyn, "packed", False) else list(state.unbind(0))
+
+
+def _join(dyn, comps) -> torch.Tensor:
+    return comps if getattr(dyn, "packed", False) else torch.stack(comps)
+
+
+def draw_uniforms(dyn, key, round_, env_index, group_size: int) -> tuple[list, list]:
+    """One round's uniforms of every env: ``(reset draws [dyn.n_uniforms], step draws
+    [dyn.step_uniforms])``, float64 ``[N]`` tensors (see :func:`fastdqn.kernels.rng.reset_uniforms`)."""
+    n_reset, n_step = dyn.n_uniforms, getattr(dyn, "step_uniforms", 0)
+    u = rng.reset_uniforms(key, round_, env_index, group_size, n_reset + n_step)
+    return u[:n_reset], u[n_reset:]
+
+
 def advance(dyn, state, elapsed, actions, max_episode_steps: int, key, round_, env_index, group_size: int):
     """The state part of :func:`pure_step`, without observing: ``-> (components after the physics,
-    reward, terminated, truncated, next state [S, N] after resets, elapsed)``."""
-    comps, reward, terminated = dyn.step(list(state.unbind(0)), actions)
+    reward, terminated, truncated, next state [S, N] after resets, elapsed)``.
+
+    Dynamics with random events (``dyn.step_uniforms > 0``) get that many uniforms per env as a
+    third argument of ``step``; the first ``dyn.kept_on_reset`` state rows survive a reset."""
+    u_reset, u_step = draw_uniforms(dyn, key, round_, env_index, group_size)
+    args = (u_step,) if u_step else ()
+    comps, reward, terminated = dyn.step(_split(dyn, state), actions, *args)
     elapsed = elapsed + 1
     truncated = elapsed >= max_episode_steps
     done = terminated | truncated
-    draws = dyn.reset_state(rng.reset_uniforms(key, round_, env_index, group_size, dyn.n_uniforms), state.dtype)
-    nxt = torch.stack([torch.where(done, d, c) for d, c in zip(draws, comps)])
+    after, draws = _join(dyn, comps), _join(dyn, dyn.reset_state(u_reset, state.dtype))
+    keep = getattr(dyn, "kept_on_reset", 0)
+    if keep:
+        draws = torch.cat([after[:keep], draws[keep:]])
+    nxt = torch.where(done, draws, after)
     return comps, reward, terminated, truncated, nxt, elapsed.masked_fill(done, 0)
 
 
@@ -135,7 +160,7 @@ def pure_step(dyn, state, elapsed, actions, max_episode_steps: int, key, round_,
     ``key`` holds each env's group key (int64 bits), ``env_index`` each env's index in its group."""
     comps, reward, terminated, truncated, nxt, elapsed = advance(dyn, state, elapsed, actions, max_episode_steps, key,
                                                                  round_, env_index, group_size)
-    obs = dyn.observe(list(nxt.unbind(0)))
+    obs = dyn.observe(_split(dyn, nxt))
     return StepResult(obs, reward, terminated, truncated, dyn.observe(comps)), nxt, elapsed
 
 
@@ -175,7 +200,9 @@ class VectorEnv:
         _check_available(self.device)
         if compile and backend != "torch":
             raise ValueError("compile=True applies to backend='torch' only")
-        self.dtype = _parse_dtype(dtype)
+        # float dynamics keep state and observations in ``dtype``; dynamics may fix their own (MinAtar: int32 state, bool frames)
+        self.dtype = getattr(dynamics, "state_dtype", None) or _parse_dtype(dtype)
+        self.obs_dtype = getattr(dynamics, "obs_dtype", None) or self.dtype
         self.max_episode_steps = _check_positive_int(
             "max_episode_steps", self.spec.max_episode_steps if max_episode_steps is None else max_episode_steps)
         self.n_actions = self.spec.n_actions
@@ -283,22 +310,23 @@ class VectorEnv:
                     raise ValueError(f"seed must be a non-negative integer or None, got {s!r}")
             self._set_keys([rng.seed_key(s) for s in seeds])
             self._round.zero_()
-        u = rng.reset_uniforms(self._env_keys, self._round, self._env_index, self.group_size, self.dyn.n_uniforms)
-        self._state.copy_(torch.stack(self.dyn.reset_state(u, self.dtype)))
+        u, _ = draw_uniforms(self.dyn, self._env_keys, self._round, self._env_index, self.group_size)
+        keep = getattr(self.dyn, "kept_on_reset", 0)
+        self._state[keep:].copy_(_join(self.dyn, self.dyn.reset_state(u, self.dtype))[keep:])
         self._elapsed.zero_()
         self._round.add_(1)
-        return self.dyn.observe(list(self._state.unbind(0)))
+        return self.dyn.observe(_split(self.dyn, self._state))
 
     def new_outputs(self) -> StepResult:
         """Output tensors for ``step(actions, out=...)`` (observations ``[N, *obs_shape]`` in the
-        env's dtype, reward float32, terminated and truncated bool)."""
+        env's observation dtype, reward float32, terminated and truncated bool)."""
         n, dev, shape = self.num_envs, self.device, self.spec.obs_shape
         if self.backend == "numba":  # the kernels write component rows: [D, N] seen as [N, D]
-            obs = torch.empty(*shape[::-1], n, dtype=self.dtype).T
-            final_obs = torch.empty(*shape[::-1], n, dtype=self.dtype).T
+            obs = torch.empty(*shape[::-1], n, dtype=self.obs_dtype).T
+            final_obs = torch.empty(*shape[::-1], n, dtype=self.obs_dtype).T
         else:
-            obs = torch.empty(n, *shape, dtype=self.dtype, device=dev)
-            final_obs = torch.empty(n, *shape, dtype=self.dtype, device=dev)
+            obs = torch.empty(n, *shape, dtype=self.obs_dtype, device=dev)
+            final_obs = torch.empty(n, *shape, dtype=self.obs_dtype, device=dev)
         return StepResult(obs, torch.empty(n, device=dev), torch.empty(n, dtype=torch.bool, device=dev),
                           torch.empty(n, dtype=torch.bool, device=dev), final_obs)
 
@@ -404,8 +432,8 @@ class VectorEnv:
         if not isinstance(out, StepResult):
             raise TypeError(f"out must be a StepResult (see {type(self).__name__}.new_outputs), got {type(out).__name__}")
         n, shape = self.num_envs, (self.num_envs, *self.spec.obs_shape)
-        want = {"obs": (shape, self.dtype), "reward": ((n,), torch.float32), "terminated": ((n,), torch.bool),
-                "truncated": ((n,), torch.bool), "final_obs": (shape, self.dtype)}
+        want = {"obs": (shape, self.obs_dtype), "reward": ((n,), torch.float32), "terminated": ((n,), torch.bool),
+                "truncated": ((n,), torch.bool), "final_obs": (shape, self.obs_dtype)}
         for name, (shp, dtype) in want.items():
             t = getattr(out, name)
             if not isinstance(t, torch.Tensor):
