@@ -80,7 +80,12 @@ NATIVE: dict[str, EnvSpec] = {
 # MinAtar (Young & Tian 2019): ten-by-ten games observed as one bool channel per object kind.
 # -v1 is the game's minimal action set, -v0 all six actions (as the reference package names them).
 # The reference has no time limit; fastdqn truncates at MINATAR_HORIZON steps.
-MINATAR_GAMES = {"Breakout": ("breakout", "Breakout", 4, 3)}  # name -> (module, class, channels, minimal actions)
+MINATAR_GAMES = {  # name -> (module of fastdqn.minatar, class, channels, minimal actions)
+    "Breakout": ("breakout", "Breakout", 4, 3),
+    "SpaceInvaders": ("space_invaders", "SpaceInvaders", 6, 4),
+    "Freeway": ("freeway", "Freeway", 7, 3),
+    "Asterix": ("asterix", "Asterix", 4, 5),
+}
 MINATAR_HORIZON = 10_000
 
 
