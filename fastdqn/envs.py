@@ -85,6 +85,7 @@ MINATAR_GAMES = {  # name -> (module of fastdqn.minatar, class, channels, minima
     "SpaceInvaders": ("space_invaders", "SpaceInvaders", 6, 4),
     "Freeway": ("freeway", "Freeway", 7, 3),
     "Asterix": ("asterix", "Asterix", 4, 5),
+    "Seaquest": ("seaquest", "Seaquest", 10, 6),
 }
 MINATAR_HORIZON = 10_000
 
