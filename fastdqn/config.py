@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 CHOICES = {
-    "network": ("mlp",),
+    "network": ("mlp", "cnn"),
     "env_backend": ("auto", "numba", "torch"),
     "device": ("auto", "cpu", "cuda"),
     "loss": ("mse", "huber"),
@@ -37,8 +37,9 @@ class DQNConfig:
     env_backend: str = _f("auto", "batched env backend: numba (CPU), torch, or auto (numba on CPU, torch on CUDA); "
                           "Gymnasium ids always step through gymnasium.make_vec")
     # network and optimiser
-    network: str = _f("mlp", "Q-network by name (mlp: ReLU MLP over the flattened observation)")
-    hidden: tuple[int, ...] = _f((64, 64), "hidden layer sizes of the ReLU MLP Q-network", nargs="+")
+    network: str = _f("mlp", "Q-network by name (mlp: ReLU MLP over the flattened observation; cnn: one 3x3 conv "
+                      "of 16 filters, then the hidden layers, for image observations such as MinAtar's)")
+    hidden: tuple[int, ...] = _f((64, 64), "hidden layer sizes of the Q-network's ReLU MLP", nargs="+")
     lr: float = _f(5e-3, "Adam learning rate")
     gamma: float = _f(0.99, "discount factor, in [0, 1]")
     loss: str = _f("huber", "TD loss on the chosen action's Q: mse or huber (smooth L1)")
@@ -159,6 +160,9 @@ class DQNConfig:
             spec = self.spec
         except EnvError as e:
             raise ConfigError(str(e)) from None
+        if self.network == "cnn" and len(spec.obs_shape) != 3:
+            raise ConfigError(f"network cnn needs image observations [C, H, W]; {self.env_id} observes shape "
+                              f"{list(spec.obs_shape)} (use network mlp)")
         if not spec.native and self.env_backend not in ("auto",):
             raise ConfigError(f"{self.env_id} steps through Gymnasium (not a native env): env_backend must be auto; "
                               f"got {self.env_backend!r}")

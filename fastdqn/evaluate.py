@@ -1,4 +1,6 @@
-"""Evaluation of a policy on Gymnasium's own env (the independent reference env)."""
+"""Evaluation of a policy on Gymnasium's own env (the independent reference env): Gymnasium's
+classic-control and Box2D envs, or the MinAtar reference package's Gymnasium envs for MinAtar ids
+(sticky actions 0.1, as the reference scores; truncated at the spec's horizon)."""
 
 from __future__ import annotations
 
@@ -14,16 +16,41 @@ def gymnasium_returns(policy, env_id: str = "CartPole-v1", episodes: int = 100, 
 
     from fastdqn.envs import spec
 
-    gym_id = spec(env_id).gym_id
+    s = spec(env_id)
+    gym_id = s.gym_id
+    if gym_id.startswith("MinAtar/"):
+        _register_minatar()
     has_vector = gym.spec(gym_id).vector_entry_point is not None
-    env = gym.make_vec(gym_id, num_envs=episodes, vectorization_mode="vector_entry_point" if has_vector else "sync")
+    horizon = {} if gym.spec(gym_id).max_episode_steps else {"max_episode_steps": s.max_episode_steps}
+    env = gym.make_vec(gym_id, num_envs=episodes, vectorization_mode="vector_entry_point" if has_vector else "sync",
+                       **horizon)
     obs, _ = env.reset(seed=seed)
+    # channels-last images (the MinAtar reference's [10, 10, C]) are fed channels-first, as fastdqn's envs give them
+    channels_last = len(s.obs_shape) == 3 and tuple(obs.shape[1:]) == (*s.obs_shape[1:], s.obs_shape[0])
     returns = np.zeros(episodes)
     running = np.ones(episodes, dtype=bool)
     while running.any():
-        obs, reward, terminated, truncated, _ = env.step(np.asarray(policy(np.asarray(obs, dtype=np.float32)),
-                                                                    dtype=np.int64))
+        x = np.asarray(obs, dtype=np.float32)
+        actions = policy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if channels_last else x)
+        obs, reward, terminated, truncated, _ = env.step(np.asarray(actions, dtype=np.int64))
         returns += reward * running
         running &= ~(terminated | truncated)
     env.close()
     return returns
+
+
+def _register_minatar() -> None:
+    """Register the MinAtar reference package's Gymnasium ids (its ``register_envs``), or say in
+    one line how to install it."""
+    import gymnasium as gym
+
+    from fastdqn.envs import EnvError
+
+    if "MinAtar/Breakout-v1" in gym.registry:
+        return
+    try:
+        from minatar.gym import register_envs
+    except ImportError:
+        raise EnvError("scoring a MinAtar policy on the reference games needs the reference package: "
+                       "pip install 'fastdqn[minatar]' (minatar==1.0.15)") from None
+    register_envs()

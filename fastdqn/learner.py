@@ -62,7 +62,7 @@ class MLP:
         """Action values ``[K, B, n_actions]`` for ``obs [K, B, *obs_shape]`` (flattened to
         ``obs_dim`` floats) from :meth:`views` ``layers``, and what
         :meth:`backward` needs (the input of every layer)."""
-        inputs, x = [], obs.reshape(*obs.shape[:2], -1).to(torch.float32)  # any obs shape and dtype: flattened floats
+        inputs, x = [], obs.reshape(*obs.shape[:2], -1).to(layers[0][0].dtype)  # any obs shape and dtype: flattened
         for i, (w, b) in enumerate(layers):
             inputs.append(x)
             x = torch.baddbmm(b, x, w)
@@ -70,8 +70,9 @@ class MLP:
                 x = torch.relu(x)
         return x, inputs
 
-    def backward(self, layers, inputs, g: torch.Tensor) -> torch.Tensor:
-        """Gradient ``[K, P]`` given dL/dQ ``g [K, B, n_actions]`` for the first B rows of the forward.
+    def backward(self, layers, inputs, g: torch.Tensor, input_grad: bool = False):
+        """Gradient ``[K, P]`` given dL/dQ ``g [K, B, n_actions]`` for the first B rows of the forward
+        (and, with ``input_grad``, also dL/d(input) ``[K, B, obs_dim]``, for a network below this one).
 
         For each layer from the top: ``dW = h^T g``, ``db = sum(g)``, ``g <- (g W^T) * [h > 0]``
         (h = the layer's input, a ReLU output).
@@ -83,7 +84,78 @@ class MLP:
             grads += [g.sum(1), torch.bmm(h.mT, g)]  # bias, weight (reversed below)
             if i > 0:
                 g = torch.ops.aten.threshold_backward(torch.bmm(g, layers[i][0].mT), h, 0.0)  # g * [h > 0]
-        return torch.cat([t.reshape(t.shape[0], -1) for t in grads[::-1]], dim=1)
+        flat = torch.cat([t.reshape(t.shape[0], -1) for t in grads[::-1]], dim=1)
+        return (flat, torch.bmm(g, layers[0][0].mT)) if input_grad else flat
+
+
+class ConvNet:
+    """MinAtar's Q-network (Young & Tian 2019): one 3x3 convolution (stride 1, no padding,
+    ``filters`` channels) and ReLU, then a ReLU MLP (``hidden``, default one layer of 128) to the
+    action values, for K agents at once with a hand-written backward.
+
+    The convolution runs as a matrix product on image patches (im2col): each of the
+    ``(H-2)(W-2)`` output positions gathers its ``C*9`` inputs, so agent k's layer is
+    ``patches_k [B*positions, C*9] @ W_k [C*9, filters]``, a batched product over agents, like
+    every MLP layer. The conv features are flattened position-major (``[positions, filters]``),
+    a fixed permutation of ``torch.nn.Conv2d``'s channel-major order that changes nothing learned.
+    An agent's parameter row holds the conv weight ``[C*9, filters]``, its bias, then the MLP's.
+    """
+
+    def __init__(self, obs_shape, n_actions: int, filters: int = 16, hidden=(128,)):
+        c, h, w = obs_shape
+        if h < 3 or w < 3:
+            raise ValueError(f"the conv network needs observations at least [C, 3, 3], got {list(obs_shape)}")
+        self.obs_shape, self.n_actions, self.filters = tuple(obs_shape), n_actions, filters
+        self.patch, self.positions = c * 9, (h - 2) * (w - 2)
+        self.head = MLP(self.positions * filters, n_actions, tuple(hidden))
+        self.conv_params = self.patch * filters + filters
+        self.num_params = self.conv_params + self.head.num_params
+        # index [positions, C*9] of each patch's inputs in the flattened [C, H, W] observation
+        ch, dy, dx = torch.meshgrid(torch.arange(c), torch.arange(3), torch.arange(3), indexing="ij")
+        oy, ox = torch.meshgrid(torch.arange(h - 2), torch.arange(w - 2), indexing="ij")
+        self.index = (ch.reshape(1, -1) * h * w + (oy.reshape(-1, 1) + dy.reshape(1, -1)) * w
+                      + ox.reshape(-1, 1) + dx.reshape(1, -1))
+        self._index = {}
+
+    def init(self, generator: torch.Generator) -> torch.Tensor:
+        """One agent's initial parameters ``[P]`` (U(+-1/sqrt(fan_in)) bounds, as ``nn.Conv2d`` and
+        ``nn.Linear`` initialise)."""
+        conv = [linear_init(self.patch, (self.patch, self.filters), generator).flatten(),
+                linear_init(self.patch, (self.filters,), generator)]
+        return torch.cat([*conv, self.head.init(generator)])
+
+    def views(self, params: torch.Tensor):
+        k, n = params.shape[0], self.patch * self.filters
+        conv = (params[:, :n].view(k, self.patch, self.filters), params[:, n:self.conv_params].view(k, 1, self.filters))
+        return [conv, *self.head.views(params[:, self.conv_params:])]
+
+    def patches(self, obs: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+        """``obs [K, B, C, H, W]`` (any dtype) as ``dtype`` patches ``[K, B * positions, C*9]``."""
+        dev = obs.device
+        if dev not in self._index:
+            self._index[dev] = self.index.reshape(-1).to(dev)
+        k, b = obs.shape[:2]
+        x = obs.reshape(k * b, -1).to(dtype).index_select(1, self._index[dev])  # [K*B, positions * C*9]
+        return x.view(k, b * self.positions, self.patch)
+
+    def forward(self, layers, obs: torch.Tensor, need_grad: bool = False):
+        """Action values ``[K, B, n_actions]`` for ``obs [K, B, C, H, W]`` and what :meth:`backward` needs."""
+        k, b = obs.shape[:2]
+        (w, bias), head = layers[0], layers[1:]
+        x = self.patches(obs, w.dtype)
+        h = torch.relu(torch.baddbmm(bias, x, w))  # [K, B * positions, filters]
+        q, inputs = self.head.forward(head, h.view(k, b, -1), need_grad)
+        return q, (x, h, inputs)
+
+    def backward(self, layers, cache, g: torch.Tensor) -> torch.Tensor:
+        """Gradient ``[K, P]`` given dL/dQ ``g [K, B, n_actions]`` for the first B rows of the forward."""
+        x, h, inputs = cache
+        k, rows = g.shape[:2]
+        head, gh = self.head.backward(layers[1:], inputs, g, input_grad=True)
+        n = rows * self.positions
+        h, x = h[:, :n], x[:, :n]
+        gh = torch.ops.aten.threshold_backward(gh.reshape(k, n, self.filters), h, 0.0)
+        return torch.cat([torch.bmm(x.mT, gh).reshape(k, -1), gh.sum(1), head], dim=1)
 
 
 class AutogradQNet:

@@ -1,7 +1,8 @@
 """Render a trained agent's episode into a GIF without a display.
 
 Each native env has a PIL drawing in Gymnasium's picture style (CartPole, Acrobot, MountainCar),
-from the Gymnasium env's own ``.state``; any other id renders through Gymnasium's
+from the Gymnasium env's own ``.state``; MinAtar games play in fastdqn's own env and draw the
+10x10 grid, a colour per channel; any other id renders through Gymnasium's
 ``render_mode="rgb_array"`` (which may need pygame: ``pip install "gymnasium[classic-control]"``)."""
 
 from __future__ import annotations
@@ -83,15 +84,56 @@ def draw_mountaincar(state) -> Image.Image:  # noqa: F821
 
 DRAW = {"CartPole": draw, "Acrobot": draw_acrobot, "MountainCar": draw_mountaincar}
 
+# one colour per channel (a channel drawn later wins a shared cell), on black
+PALETTE = [(230, 230, 230), (230, 80, 60), (250, 200, 50), (80, 160, 230), (120, 200, 90), (200, 110, 220),
+           (240, 140, 40), (70, 210, 200), (160, 160, 160), (250, 120, 170)]
+
+
+def draw_grid(frame, cell: int = 32) -> Image.Image:  # noqa: F821
+    """A MinAtar observation ``[C, H, W]`` (bool) as a picture: each set cell painted in its
+    channel's colour."""
+    from PIL import Image
+
+    frame = np.asarray(frame, dtype=bool)
+    rgb = np.zeros((*frame.shape[1:], 3), dtype=np.uint8)
+    for c in range(frame.shape[0]):
+        rgb[frame[c]] = PALETTE[c % len(PALETTE)]
+    return Image.fromarray(rgb).resize((frame.shape[2] * cell, frame.shape[1] * cell), Image.NEAREST)
+
+
+def _play_native_grid(policy, env_id: str, max_steps: int, seed: int):
+    """One greedy episode of fastdqn's own batched env (one copy; sticky actions as in training
+    and scoring): ``(frames, return)``."""
+    import torch
+
+    from fastdqn.envs import make
+
+    env = make(env_id, 1, backend="torch", seed=seed, max_episode_steps=max_steps)
+    obs = env.reset()
+    frames, total = [draw_grid(obs[0])], 0.0
+    for _ in range(max_steps):
+        action = torch.as_tensor(np.asarray(policy(obs.float().numpy())), dtype=torch.long).reshape(1)
+        r = env.step(action)
+        total += float(r.reward[0])
+        frames.append(draw_grid(r.final_obs[0]))
+        if bool(r.terminated[0] | r.truncated[0]):
+            break
+        obs = r.obs
+    return frames, total
+
 
 def play_gif(policy, path, env_id: str = "CartPole-v1", max_steps: int = 500, seed: int = 0,
              fps: int = 50) -> tuple[int, float]:
-    """Run one greedy episode of Gymnasium's ``env_id`` (the spec's ``gym_id``) and save it as an
-    animated GIF; returns (frames, episode return)."""
+    """Run one greedy episode of Gymnasium's ``env_id`` (the spec's ``gym_id``; MinAtar ids: fastdqn's
+    own env, drawn as the grid) and save it as an animated GIF; returns (frames, episode return)."""
     import gymnasium as gym
 
     from fastdqn.envs import spec
 
+    if env_id.startswith("MinAtar/"):
+        frames, total = _play_native_grid(policy, env_id, max_steps, seed)
+        frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+        return len(frames), total
     gym_id = spec(env_id).gym_id
     drawer = DRAW.get(gym_id.split("-")[0]) if spec(env_id).native else None
     env = gym.make(gym_id, max_episode_steps=max_steps, render_mode=None if drawer else "rgb_array")

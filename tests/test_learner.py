@@ -444,3 +444,56 @@ def test_adam_compiled_plain_math_matches_torch_optim_adam():
     adam = Adam(start.clone())
     step = torch.compile(lambda g, lr: adam.step(g, lr), fullgraph=True)
     adam_against_torch(step, adam, start, [1e-2, 0.0, 3e-3])
+
+
+def _conv_reference(net, flat: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    """MinAtar's network written with torch.nn.functional.conv2d and plain matmuls from one
+    agent's parameter row (the conv weight stored as [C*3*3, filters], C-major then 3x3, and the
+    features flattened position-major): the autograd oracle of ConvNet."""
+    import torch.nn.functional as F
+
+    c = net.obs_shape[0]
+    n = net.patch * net.filters
+    w = flat[:n].view(c, 3, 3, net.filters).permute(3, 0, 1, 2)
+    h = F.relu(F.conv2d(obs.to(flat.dtype), w, flat[n:n + net.filters]))
+    h = h.permute(0, 2, 3, 1).reshape(obs.shape[0], -1)
+    off, sizes = net.conv_params, net.head.sizes
+    for i, (fi, fo) in enumerate(zip(sizes[:-1], sizes[1:])):
+        h = h @ flat[off:off + fi * fo].view(fi, fo) + flat[off + fi * fo:off + fi * fo + fo]
+        off += fi * fo + fo
+        if i < len(sizes) - 2:
+            h = F.relu(h)
+    return h
+
+
+@pytest.mark.parametrize("obs_shape, hidden", [((4, 10, 10), (128,)), ((7, 10, 10), (32, 16)), ((2, 5, 6), (8,))])
+def test_conv_net_forward_and_backward_match_autograd(obs_shape, hidden):
+    from fastdqn.learner import ConvNet
+
+    k, b, rows, a = 3, 6, 4, 5
+    net = ConvNet(obs_shape, a, 16, hidden)
+    params = torch.stack([net.init(torch.Generator().manual_seed(s)) for s in range(k)]).double()
+    assert params.shape[1] == net.num_params == 16 * (obs_shape[0] * 9 + 1) + net.head.num_params
+    obs = torch.rand(k, b, *obs_shape, generator=torch.Generator().manual_seed(1)) < 0.3  # bool frames
+    layers = net.views(params)
+    q, cache = net.forward(layers, obs, need_grad=True)
+    g = torch.randn(k, rows, a, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    grads = net.backward(layers, cache, g)
+    for i in range(k):
+        leaf = params[i].clone().requires_grad_(True)
+        ref = _conv_reference(net, leaf, obs[i])
+        torch.testing.assert_close(q[i], ref.detach(), rtol=0, atol=1e-12)
+        (want,) = torch.autograd.grad(ref[:rows], leaf, g[i])
+        torch.testing.assert_close(grads[i], want, rtol=0, atol=1e-12)
+
+
+def test_conv_net_init_bounds_are_the_torch_layers_defaults():
+    from fastdqn.learner import ConvNet
+
+    net = ConvNet((4, 10, 10), 3)
+    p = net.init(torch.Generator().manual_seed(0))
+    conv = p[:net.conv_params]
+    bound = 1 / math.sqrt(4 * 9)  # nn.Conv2d's kaiming_uniform(a=sqrt(5)) and bias bound: 1/sqrt(fan_in)
+    assert conv.abs().max() <= bound and conv.abs().max() > 0.9 * bound
+    first = p[net.conv_params:net.conv_params + 1024 * 128]
+    assert first.abs().max() <= 1 / math.sqrt(1024)

@@ -37,6 +37,12 @@ def get_cell(s: torch.Tensor, first: int, y: torch.Tensor, x: torch.Tensor) -> t
     return s.gather(0, row[None])[0]
 
 
+def at(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A ``[N, 10, 10]`` bool plane with cell ``(y[i], x[i])`` set for each env ``i``."""
+    grid = torch.arange(10, device=y.device)
+    return (grid[None, :, None] == y[:, None, None]) & (grid[None, None, :] == x[:, None, None])
+
+
 def one_hot_frame(n: int, channels: int, device) -> torch.Tensor:
     return torch.zeros(n, channels, 10, 10, dtype=torch.bool, device=device)
 

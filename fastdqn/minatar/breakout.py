@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from fastdqn.minatar import cells, mark, one_hot_frame
+from fastdqn.minatar import at, cells
 
 # state rows
 BALL_X, BALL_Y, BALL_DIR, PADDLE, LAST_X, LAST_Y, STRIKE, BRICKS = range(8)
@@ -90,12 +90,8 @@ class Breakout:
         return out, scores.float(), terminal
 
     def observe(self, s):
-        frame = one_hot_frame(s.shape[1], 4, s.device)
-        mark(frame, 0, torch.full_like(s[PADDLE], 9), s[PADDLE])
-        mark(frame, 1, s[BALL_Y], s[BALL_X])
-        mark(frame, 2, s[LAST_Y], s[LAST_X])
-        frame[:, 3] = cells(s, BRICKS).permute(2, 0, 1) == 1
-        return frame
+        return torch.stack([at(torch.full_like(s[PADDLE], 9), s[PADDLE]), at(s[BALL_Y], s[BALL_X]),
+                            at(s[LAST_Y], s[LAST_X]), cells(s, BRICKS).permute(2, 0, 1) == 1], dim=1)
 
     def difficulty(self, s):
         return torch.zeros(s.shape[1], dtype=torch.int32, device=s.device)
