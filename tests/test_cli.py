@@ -342,9 +342,11 @@ def test_ctrl_c_writes_checkpoint_and_summary_then_resume_continues(tmp_path):
     # it ignored: give the child the default disposition so it sees Ctrl-C as a terminal would.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 60
+    deadline = time.time() + 120
     while not (out / "metrics.csv").exists() or (out / "metrics.csv").stat().st_size < 2000:
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()  # never leave a 10M-step run behind a failed wait
+            pytest.fail(f"no metrics within 120 s (exit {proc.poll()}): {proc.communicate()}")
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
