@@ -1,4 +1,4 @@
-"""Reference point for the env benchmark: gymnax's CartPole-v1 on JAX, CPU only, float32.
+"""Reference point for the env benchmarks: gymnax's CartPole-v1 (or another gymnax id) on JAX, CPU only.
 
     python bench/gymnax_ref.py
 
@@ -47,10 +47,10 @@ def available() -> str | None:
         return None
 
 
-def _setup(n: int, seed: int = 0):
-    """gymnax CartPole-v1 with default params: (vmapped step -> (obs, state, reward, done), states, key)."""
+def _setup(n: int, seed: int = 0, env_id: str = "CartPole-v1"):
+    """gymnax ``env_id`` with default params: (vmapped step -> (obs, state, reward, done), states, key, actions)."""
     jax, gymnax = _jax()
-    env, params = gymnax.make("CartPole-v1")
+    env, params = gymnax.make(env_id)
 
     def step(key, state, action):
         out = env.step(key, state, action, params)
@@ -60,7 +60,7 @@ def _setup(n: int, seed: int = 0):
 
     key, sub = jax.random.split(jax.random.key(seed))
     _, states = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(sub, n), params)
-    return jax.vmap(step), states, key
+    return jax.vmap(step), states, key, env.num_actions
 
 
 def _compiled(fn, *args):
@@ -71,12 +71,12 @@ def _compiled(fn, *args):
     return compiled, time.perf_counter() - t
 
 
-def make_step(n: int, seed: int = 0):
+def make_step(n: int, seed: int = 0, env_id: str = "CartPole-v1"):
     """Zero-argument callable advancing n envs by one step (blocks until done); ``.compile_s`` set."""
     jax, _ = _jax()
-    vstep, states, key = _setup(n, seed)
+    vstep, states, key, n_actions = _setup(n, seed, env_id)
     akeys = jax.random.split(jax.random.key(seed + 1), 8)
-    pool = [jax.random.randint(k, (n,), 0, 2) for k in akeys]
+    pool = [jax.random.randint(k, (n,), 0, n_actions) for k in akeys]
 
     def one(carry, action):
         states, key = carry
@@ -96,16 +96,16 @@ def make_step(n: int, seed: int = 0):
     return call
 
 
-def make_rollout(n: int, T: int = 100, seed: int = 0):
+def make_rollout(n: int, T: int = 100, seed: int = 0, env_id: str = "CartPole-v1"):
     """Zero-argument callable running T steps of n envs in one scan -> (sum of rewards, sum of dones)."""
     jax, _ = _jax()
     jnp = jax.numpy
-    vstep, states, key = _setup(n, seed)
+    vstep, states, key, n_actions = _setup(n, seed, env_id)
 
     def body(carry, _):
         states, key = carry
         key, kact, kstep = jax.random.split(key, 3)
-        action = jax.random.randint(kact, (n,), 0, 2)
+        action = jax.random.randint(kact, (n,), 0, n_actions)
         _, states, reward, done = vstep(jax.random.split(kstep, n), states, action)
         return (states, key), (reward.sum(), done.sum())
 

@@ -48,6 +48,15 @@ def _bool(s: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
 
+def _optional_float(s: str) -> float | None:
+    if s.lower() == "none":
+        return None
+    try:
+        return float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or none, got {s!r}") from None
+
+
 def add_config_flags(p: argparse.ArgumentParser) -> None:
     from fastdqn.config import CHOICES, DQNConfig
 
@@ -63,6 +72,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
             kw["type"] = int
         elif f.type == "float":
             kw["type"] = float
+        elif f.type == "float | None":
+            kw.update(type=_optional_float, metavar="X|none")
         elif f.metadata.get("nargs"):
             kw.update(type=int, nargs=f.metadata["nargs"])
         # --batch_size and --batch-size; --env_id also as --env

@@ -66,6 +66,9 @@ class DQNConfig:
                                "is solved only if their mean clears it by confirm_margin standard errors")
     confirm_margin: float = _f(2.0, "standard errors (episode std / sqrt(confirm_episodes)) by which the "
                                "confirmation's mean must clear the threshold; 0 = reaching it is enough")
+    target_return: float | None = _f(None, "mean return that counts as solved, instead of the env's own threshold "
+                                     "(Gymnasium's reward_threshold); MinAtar games have none, so a run on one "
+                                     "stops early only with a target_return; none = the env's")
     stop_when_solved: bool = _f(True, "stop an agent as soon as it is solved (an evaluation reached the env's "
                                 "threshold and the confirmation did too)")
     # system
@@ -93,8 +96,9 @@ class DQNConfig:
 
     @property
     def solve_threshold(self) -> float | None:
-        """The mean return at which an agent is solved (None: the env has none, never solved)."""
-        return self.spec.reward_threshold
+        """The mean return at which an agent is solved: ``target_return``, else the env's threshold
+        (None: neither, never solved)."""
+        return self.target_return if self.target_return is not None else self.spec.reward_threshold
 
     def replace(self, **changes) -> DQNConfig:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
@@ -125,6 +129,8 @@ class DQNConfig:
             expected = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(str(f.type))
             if expected and (not isinstance(v, expected) or (expected is not bool and isinstance(v, bool))):
                 raise ConfigError(f"{f.name} must be of type {f.type}; got {v!r}")
+            if str(f.type) == "float | None" and v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ConfigError(f"{f.name} must be a number or none; got {v!r}")
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"{f.name} must be a finite number; got {v!r}")
         positive = ["num_envs", "buffer_size", "batch_size", "train_frequency", "gradient_steps", "total_steps",

@@ -340,6 +340,7 @@ class Run:
                              eval_mean_return=c_mean, eval_std_return=c_std)
             rows.append(r)
         self.evals.extend(rows)
+        self.write_evals()  # on disk as they happen: a long run can be watched
         for i in (self.on_eval(rows) if self.on_eval is not None else ()):
             self.agents[i]["stopped"] = True
         keep = [row for row, i in enumerate(self.alive)
@@ -350,6 +351,14 @@ class Run:
             if keep:
                 self.alive = [self.alive[row] for row in keep]
                 self.engine = self.compiled(engine.select(keep))
+
+    def write_evals(self) -> None:
+        tmp = self.run_dir / "evals.csv.tmp"
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, EVAL_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(self.evals)
+        tmp.replace(self.run_dir / "evals.csv")
 
     def save_checkpoint(self) -> None:
         self.flush()  # the metrics on disk match the checkpoint
@@ -387,10 +396,7 @@ class Run:
             updates_per_s=self.work["updates"] / max(loop_time, 1e-9),
             interrupted=self.interrupted, run_dir=str(self.run_dir), agents=agents,
         )
-        with open(self.run_dir / "evals.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, EVAL_FIELDS, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(self.evals)
+        self.write_evals()
         summary = {**asdict(result), "population": k, "agents_solved": self.n_solved(), "device": str(self.device),
                    "env_backend": self.backend, "compile": self.compile_mode, "versions": versions(), "seed": cfg.seed,
                    "env_id": cfg.env_id, "solve_threshold": cfg.solve_threshold,

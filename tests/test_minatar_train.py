@@ -81,3 +81,15 @@ def test_resume_continues(run, tmp_path):
     result = train(resume_config(dst, total_steps=2000), out=dst, resume=True)
     assert result.env_steps == 2000 and result.updates > first.updates
     assert json.loads((dst / "summary.json").read_text())["env_steps"] == 2000
+
+
+def test_target_return_makes_a_game_solvable(tmp_path):
+    """MinAtar games have no threshold; target_return gives one (every return is >= 0 > -1 here, so
+    the first evaluation and its confirmation pass and the run stops there)."""
+    cfg = preset("fast").replace(**{**TINY, "total_steps": 4000, "target_return": -1.0})
+    assert cfg.solve_threshold == -1.0
+    result = train(cfg, out=tmp_path / "r")
+    assert result.solved and result.env_steps == 600
+    s = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert s["solve_threshold"] == -1.0 and s["agents"][0]["solved_at_env_step"] == 600
+    assert preset("fast").replace(env_id="MinAtar/Breakout-v1").solve_threshold is None
