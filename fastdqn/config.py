@@ -213,11 +213,15 @@ PRESETS: dict[str, DQNConfig] = {
         gradient_steps=2, eps_schedule="linear", eps_start=1.0, eps_end=0.05, eps_decay=0.1, total_steps=100_000,
         eval_every=5_000,
     ),
-    # MountainCar-v0 (solved at -110), tuned over population runs (bench/NOTES.md section 8).
+    # MountainCar-v0 (solved at -110): rl-zoo's DQN (lr 4e-3, gamma 0.98, batch 128, buffer 10k, 8 updates
+    # every 16 env steps, target copy every 300 updates, no double DQN, epsilon 1 -> 0.07 over 24k steps) on
+    # ONE env with a 64x64 net and a 200k budget. Exploration fails with several envs per agent (4 or 16
+    # envs: 1 of 48 screened seeds solved in 120k), and a 1-env agent needs ~100k env steps; it solves only
+    # some seeds (6/16 in screening; bench/NOTES.md section 8 has the 32-seed confirmation).
     "mountaincar": DQNConfig(
-        env_id="MountainCar-v0", num_envs=16, hidden=(256, 256), lr=4e-3, gamma=0.98, loss="huber", double_dqn=True,
-        target_period=300, buffer_size=10_000, batch_size=128, learning_starts=1_000, train_frequency=1,
-        gradient_steps=8, eps_schedule="linear", eps_start=1.0, eps_end=0.07, eps_decay=0.2, total_steps=120_000,
+        env_id="MountainCar-v0", num_envs=1, hidden=(64, 64), lr=4e-3, gamma=0.98, loss="huber", double_dqn=False,
+        target_period=300, buffer_size=10_000, batch_size=128, learning_starts=1_000, train_frequency=16,
+        gradient_steps=8, eps_schedule="linear", eps_start=1.0, eps_end=0.07, eps_decay=0.12, total_steps=200_000,
         eval_every=5_000,
     ),
     # LunarLander-v3 (solved at 200; Gymnasium slow path, ~5k env steps/s): rl-zoo's DQN settings
@@ -230,15 +234,29 @@ PRESETS: dict[str, DQNConfig] = {
         eval_every=10_000,
     ),
 }
+# MinAtar games from pixels (network cnn, MinAtar's 3x3x16 conv + 128): 16 envs per agent, one update of a
+# 64-frame batch per vector step, Adam, double DQN, hard target copies; bench/NOTES.md section 9 has the runs.
+_MINATAR = dict(network="cnn", hidden=(128,), num_envs=16, lr=1e-3, gamma=0.99, loss="huber", double_dqn=True,
+                target_period=500, tau=1.0, grad_clip=0.0, buffer_size=100_000, batch_size=64, learning_starts=10_000,
+                train_frequency=1, gradient_steps=1, eps_schedule="linear", eps_start=1.0, eps_end=0.05, eps_decay=0.1,
+                total_steps=2_000_000, eval_every=250_000, eval_episodes=100)
+for _game in ("Breakout", "SpaceInvaders", "Freeway", "Asterix", "Seaquest"):
+    PRESETS[_game.lower()] = DQNConfig(env_id=f"MinAtar/{_game}-v1", **_MINATAR)
 DEFAULT_PRESET = "fast"
 
 
-TUNED_PRESETS = ("fast", "acrobot", "mountaincar", "lunarlander")  # one per env they were tuned for
+TUNED_PRESETS = ("fast", "acrobot", "mountaincar", "lunarlander", "breakout", "spaceinvaders", "freeway", "asterix",
+                 "seaquest")  # one per env they were tuned for
 
 
 def preset_for_env(env_id: str) -> str:
-    """The preset tuned for ``env_id`` (``fast`` for CartPole-v1), else the default preset."""
-    return next((n for n in TUNED_PRESETS if n in PRESETS and PRESETS[n].env_id == env_id), DEFAULT_PRESET)
+    """The preset tuned for ``env_id`` (``fast`` for CartPole-v1; a MinAtar game's for both of its
+    action sets), else the default preset."""
+    tuned = [n for n in TUNED_PRESETS if n in PRESETS]
+    exact = next((n for n in tuned if PRESETS[n].env_id == env_id), None)
+    if exact is None and env_id.startswith("MinAtar/"):
+        exact = next((n for n in tuned if PRESETS[n].env_id.rsplit("-", 1)[0] == env_id.rsplit("-", 1)[0]), None)
+    return exact or DEFAULT_PRESET
 
 
 def preset(name: str) -> DQNConfig:
