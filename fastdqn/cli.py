@@ -178,9 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Random-action env steps per second: step() with fresh outputs, step(out=...) "
                                    "into reused outputs, and rollout(T) (T steps per call, actions drawn inside).")
     b.add_argument("--env", "--env_id", dest="env_id", default="CartPole-v1", metavar="ID",
-                   help="a native env id: CartPole-v1, CartPole-v0, Acrobot-v1, MountainCar-v0 (default: CartPole-v1)")
+                   help="a native env id: CartPole-v1, CartPole-v0, Acrobot-v1, MountainCar-v0, MinAtar/<Game>-v0|v1 "
+                        "(default: CartPole-v1)")
     b.add_argument("--num-envs", type=int, default=65536)
-    b.add_argument("--backend", default="numba", choices=["numba", "torch"])
+    b.add_argument("--backend", default="auto", choices=["auto", "numba", "torch"],
+                   help="auto (default): numba on the CPU where the env has kernels, else torch")
     b.add_argument("--device", default="cpu", help="torch device (the numba backend runs on the CPU only)")
     b.add_argument("--steps", type=int, default=200, help="timed steps per measurement (default: 200)")
     b.add_argument("--rollout-steps", type=int, default=100, help="T of the rollout measurement (default: 100)")
@@ -400,7 +402,7 @@ def cmd_bench_env(args) -> int:
             (f"rollout({t_rollout})", rate(lambda: env.rollout(t_rollout), n * t_rollout,
                                             max(1, args.steps // t_rollout)))]
     for label, mps in rows:
-        print(f"{args.env_id} {args.backend} {label:14s}: {mps:9.1f} M env steps/s at N={n}")
+        print(f"{args.env_id} {env.backend} {label:14s}: {mps:9.3f} M env steps/s at N={n}")
     return 0
 
 
