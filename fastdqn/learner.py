@@ -191,6 +191,7 @@ class AutogradQNet:
         return params
 
     def forward(self, params: torch.Tensor, obs: torch.Tensor, need_grad: bool = False):
+        obs = obs.to(params.dtype)  # any obs dtype (bool frames, say), as the MLP takes them
         if not need_grad:
             return torch.func.vmap(self._one)(params, obs), None
         leaf = params.detach().requires_grad_(True)
