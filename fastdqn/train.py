@@ -221,6 +221,7 @@ class Run:
         self.on_eval = on_eval
         self.freeze = cfg.stop_when_solved
         self.metrics_file = open(self.run_dir / "metrics.csv", "a", newline="")
+        self.file_flushed = time.perf_counter()
         self.metrics = csv.writer(self.metrics_file)
         if self.metrics_file.tell() == 0:
             self.metrics.writerow(METRICS_FIELDS)
@@ -303,6 +304,9 @@ class Run:
                 means.append(mean)
             self.metrics.writerow([steps, i, wall, int(count), "" if mean is None else f"{mean:.2f}",
                                    f"{m['epsilon'][row]:.4f}", f"{m['loss'][row]:.5g}", f"{sps:.0f}"])
+        if time.perf_counter() - self.file_flushed > 2.0:  # a long run's metrics.csv can be followed (tail -f)
+            self.metrics_file.flush()
+            self.file_flushed = time.perf_counter()
         if means:
             self.recent = sum(means) / len(means)
         last_eval = [a["eval_mean_return"] for a in self.agents if a["eval_mean_return"] is not None]
