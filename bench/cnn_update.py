@@ -120,7 +120,7 @@ def main() -> None:
         row = {name: update_us(net, k, args.batch, args.device) for name, net in nets(k).items()}
         results["update_us"][f"K{k}"] = row
         print(f"K={k:3d} B={args.batch}: " + ", ".join(f"{n} {v:8.0f} us" for n, v in row.items()), flush=True)
-        write_json(args.out, results)
+        write_json(f"{args.out}.json", results)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for game in args.games:
             results["games"][game] = run_game(game, args.seeds, args.seed, args.minutes, Path(tmp), extra)
-            write_json(args.out, results)
+            write_json(f"{args.out}.json", results)
             plot(results, args.out)
 
 

@@ -129,7 +129,7 @@ def main() -> None:
                 line.append(f"gymnax {how} {v / 1e6:6.2f}M")
         print(" | ".join(line), flush=True)
         results["games"][game] = row
-        write_json(args.out, results)
+        write_json(f"{args.out}.json", results)
 
 
 if __name__ == "__main__":
