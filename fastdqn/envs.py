@@ -88,6 +88,7 @@ MINATAR_GAMES = {  # name -> (module of fastdqn.minatar, class, channels, minima
     "Seaquest": ("seaquest", "Seaquest", 10, 6),
 }
 MINATAR_HORIZON = 10_000
+MINATAR_NUMBA = ("Breakout",)  # games with numba kernels (fastdqn.minatar.NUMBA_GAMES by module name)
 
 
 def _minatar(module, cls, env_id):
@@ -109,7 +110,8 @@ for _name, (_module, _cls, _channels, _minimal) in MINATAR_GAMES.items():
     for _v, _n in (("v0", 6), ("v1", _minimal)):
         _id = f"MinAtar/{_name}-{_v}"
         NATIVE[_id] = EnvSpec(_id, (_channels, 10, 10), torch.bool, _n, MINATAR_HORIZON, None, _id, None,
-                              factory=_minatar(_module, _cls, _id), native_backends=("torch",))
+                              factory=_minatar(_module, _cls, _id),
+                              native_backends=("torch", "numba") if _name in MINATAR_NUMBA else ("torch",))
 _GYM_CACHE: dict[str, EnvSpec] = {}
 
 

@@ -27,7 +27,7 @@ import torch
 from fastdqn.kernels import rng
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-_NP = {torch.float32: np.float32, torch.float64: np.float64}
+_NP = {torch.float32: np.float32, torch.float64: np.float64, torch.int32: np.int32}
 
 
 class StepResult(NamedTuple):
@@ -321,7 +321,8 @@ class VectorEnv:
         """Output tensors for ``step(actions, out=...)`` (observations ``[N, *obs_shape]`` in the
         env's observation dtype, reward float32, terminated and truncated bool)."""
         n, dev, shape = self.num_envs, self.device, self.spec.obs_shape
-        if self.backend == "numba":  # the kernels write component rows: [D, N] seen as [N, D]
+        if self.backend == "numba" and not getattr(self.dyn, "obs_env_major", False):
+            # the kernels write component rows: [D, N] seen as [N, D]
             obs = torch.empty(*shape[::-1], n, dtype=self.obs_dtype).T
             final_obs = torch.empty(*shape[::-1], n, dtype=self.obs_dtype).T
         else:
@@ -341,8 +342,11 @@ class VectorEnv:
             self._checked_out = out
         if self.backend == "numba":
             res = out if out is not None else self.new_outputs()
+            obs, final_obs = res.obs, res.final_obs
+            if not getattr(self.dyn, "obs_env_major", False):  # frames stay [N, *obs_shape]; vectors go as rows
+                obs, final_obs = obs.T, final_obs.T
             self._k_step(*self._np, actions.numpy(), self.max_episode_steps, self.group_size, self._consts,
-                         res.obs.T.numpy(), res.final_obs.T.numpy(), res.reward.numpy(), res.terminated.numpy(),
+                         obs.numpy(), final_obs.numpy(), res.reward.numpy(), res.terminated.numpy(),
                          res.truncated.numpy(), self.parallel)
             return res
         result, nxt, elapsed = self._step_fn(self._state, self._elapsed, actions.long(), self.max_episode_steps,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 ACTIONS = ("n", "l", "u", "r", "d", "f")  # the full action set, in the reference's order
+NUMBA_GAMES = ("breakout",)  # games (by ``name``) with CPU kernels in fastdqn.kernels.minatar_numba
 
 
 def cells(s: torch.Tensor, first: int) -> torch.Tensor:
@@ -67,6 +68,7 @@ class MinAtarDynamics:
     obs_dtype = torch.bool
     kernels = None
     kept_on_reset = 1
+    obs_env_major = True  # numba kernels write frames [N, C, 10, 10] (not component rows)
 
     def __init__(self, game, minimal: bool, sticky_action_prob: float = 0.1):
         if not 0.0 <= float(sticky_action_prob) <= 1.0:
@@ -77,6 +79,15 @@ class MinAtarDynamics:
         self.n_uniforms = game.n_uniforms
         self.step_uniforms = 1 + game.step_uniforms
         self._map = None
+        if game.name in NUMBA_GAMES:
+            self.kernels, self.prefix = "minatar_numba", game.name
+
+    def constants(self, dtype=None):
+        """What the numba kernels take: (sticky-action probability, action map, ramping)."""
+        import numpy as np
+
+        return (np.float64(self.sticky_action_prob), np.array(self.actions, dtype=np.int64),
+                bool(getattr(self.game, "ramping", False)))
 
     def _action_map(self, device) -> torch.Tensor:
         if self._map is None or self._map.device != device:
