@@ -348,3 +348,375 @@ def _breakout_observe(out, i, g):
 
 breakout_step, breakout_rollout = _kernels("breakout", 1, 1, 4, _breakout_load, _breakout_store, _breakout_reset,
                                            _breakout_physics, _breakout_observe)
+
+
+# --- Asterix -----------------------------------------------------------------------------------
+# rows (after the previous action): player x, y, spawn interval, spawn timer, move interval, move
+# timer, ramp timer, ramp index, then per slot (grid row slot + 1) alive [8], x [8], right [8], gold [8].
+# Held as: the eight scalars, alive/right/gold as 8-bit masks, the columns 8 bits each in one int.
+_GOLD_SHARE = 1.0 / 3.0
+
+
+@njit(inline="always")
+def _byte(p, j):
+    return (p >> np.int64(8 * j)) & np.int64(0xFF)
+
+
+@njit(inline="always")
+def _with_byte(p, j, v):
+    return (p & ~(np.int64(0xFF) << np.int64(8 * j))) | (np.int64(v) << np.int64(8 * j))
+
+
+@njit(cache=True)
+def _asterix_load(sc, j):
+    alive, right, gold, xs = np.int64(0), np.int64(0), np.int64(0), np.int64(0)
+    for s in range(8):
+        if sc[j, 9 + s] == 1:
+            alive |= np.int64(1) << np.int64(s)
+        if sc[j, 25 + s] == 1:
+            right |= np.int64(1) << np.int64(s)
+        if sc[j, 33 + s] == 1:
+            gold |= np.int64(1) << np.int64(s)
+        xs = _with_byte(xs, s, sc[j, 17 + s])
+    return (np.int64(sc[j, 1]), np.int64(sc[j, 2]), np.int64(sc[j, 3]), np.int64(sc[j, 4]), np.int64(sc[j, 5]),
+            np.int64(sc[j, 6]), np.int64(sc[j, 7]), np.int64(sc[j, 8]), alive, xs, right, gold)
+
+
+@njit(inline="always")
+def _asterix_store(sc, j, g):
+    px, py, sspd, stim, mspd, mtim, rtim, ridx, alive, xs, right, gold = g
+    sc[j, 1], sc[j, 2], sc[j, 3], sc[j, 4] = np.int32(px), np.int32(py), np.int32(sspd), np.int32(stim)
+    sc[j, 5], sc[j, 6], sc[j, 7], sc[j, 8] = np.int32(mspd), np.int32(mtim), np.int32(rtim), np.int32(ridx)
+    for s in range(8):
+        on = (alive >> np.int64(s)) & np.int64(1)
+        sc[j, 9 + s] = np.int32(on)
+        sc[j, 17 + s] = np.int32(_byte(xs, s) * on)
+        sc[j, 25 + s] = np.int32(((right >> np.int64(s)) & np.int64(1)) * on)
+        sc[j, 33 + s] = np.int32(((gold >> np.int64(s)) & np.int64(1)) * on)
+
+
+@njit(cache=True)
+def _asterix_reset(key, k):
+    z = np.int64(0)
+    return (np.int64(5), np.int64(5), np.int64(10), np.int64(10), np.int64(5), np.int64(5), np.int64(100), z, z, z,
+            z, z)
+
+
+@njit(cache=True)
+def _asterix_physics(g, a, ramping, key, k):
+    px, py, sspd, stim, mspd, mtim, rtim, ridx, alive, xs, right, gold = g
+    one = np.int64(1)
+    if stim == 0:  # 1. spawn into the free row of rank floor(u2 * free rows)
+        free = ~alive & np.int64(0xFF)
+        nfree = np.int64(0)
+        for s in range(8):
+            nfree += (free >> np.int64(s)) & one
+        if nfree > 0:
+            from_left = _uniform(key, k, 2) < 0.5
+            is_gold = _uniform(key, k, 3) < _GOLD_SHARE
+            rank = min(np.int64(np.floor(_uniform(key, k, 4) * nfree)), 7)
+            seen = np.int64(0)
+            for s in range(8):
+                if (free >> np.int64(s)) & one:
+                    if seen == rank:
+                        bit = one << np.int64(s)
+                        alive |= bit
+                        xs = _with_byte(xs, s, 0 if from_left else 9)
+                        right = (right | bit) if from_left else (right & ~bit)
+                        gold = (gold | bit) if is_gold else (gold & ~bit)
+                        break
+                    seen += 1
+        stim = sspd
+    if a == 1:  # 2. the player's move
+        px = max(px - 1, 0)
+    elif a == 3:
+        px = min(px + 1, 9)
+    elif a == 2:
+        py = max(py - 1, 1)
+    elif a == 4:
+        py = min(py + 1, 8)
+    moving = mtim == 0
+    got = 0
+    hit = False
+    for s in range(8):  # 3. contact, 4. the objects move, contact again
+        bit = one << np.int64(s)
+        if not alive & bit:
+            continue
+        x = _byte(xs, s)
+        on_row = s + 1 == py
+        if on_row and x == px:
+            if gold & bit:
+                got += 1
+                alive &= ~bit
+                continue
+            hit = True
+        if moving:
+            x = x + 1 if right & bit else x - 1
+            if x < 0 or x > 9:
+                alive &= ~bit
+                continue
+            xs = _with_byte(xs, s, x)
+            if on_row and x == px:
+                if gold & bit:
+                    got += 1
+                    alive &= ~bit
+                else:
+                    hit = True
+    if moving:
+        mtim = mspd
+    if ramping:  # 6. difficulty ramp
+        active = sspd > 1 or mspd > 1
+        ramp = active and rtim < 0
+        if ramp:
+            rtim = np.int64(100)
+            if mspd > 1 and ridx % 2 == 1:
+                mspd -= 1
+            if sspd > 1:
+                sspd -= 1
+            ridx += 1
+        elif active and rtim >= 0:
+            rtim -= 1
+    return (px, py, sspd, stim - 1, mspd, mtim - 1, rtim, ridx, alive, xs, right, gold), got, hit
+
+
+@njit(inline="always")
+def _asterix_observe(out, i, g):
+    px, py, _, _, _, _, _, _, alive, xs, right, gold = g
+    _clear(out, i, 4)
+    _put(out, i, 0, py, px)
+    for s in range(8):
+        bit = np.int64(1) << np.int64(s)
+        if alive & bit:
+            x = _byte(xs, s)
+            _put(out, i, 3 if gold & bit else 1, s + 1, x)
+            _put(out, i, 2, s + 1, x - 1 if right & bit else x + 1)
+
+
+asterix_step, asterix_rollout = _kernels("asterix", 1, 3, 4, _asterix_load, _asterix_store, _asterix_reset,
+                                         _asterix_physics, _asterix_observe)
+
+
+# --- Freeway -----------------------------------------------------------------------------------
+# rows (after the previous action): chicken row, move cooldown, time left, then per car (lane car + 1)
+# column [8], countdown [8], signed speed [8]; held as three scalars and three ints of 8 bytes
+# (the speeds biased by 8).
+@njit(inline="always")
+def _freeway_cars(key, k, first):
+    """Signed speeds (biased by 8, packed) from uniforms ``first .. first + 15``, and their
+    countdowns (the speeds' sizes, packed)."""
+    speeds, timers = np.int64(0), np.int64(0)
+    for c in range(8):
+        speed = 1 + np.int64(np.floor(_uniform(key, k, first + c) * 5.0))
+        d = _uniform(key, k, first + 8 + c)
+        sign = (1 if d > 0.5 else 0) - (1 if d < 0.5 else 0)
+        speeds = _with_byte(speeds, c, speed * sign + 8)
+        timers = _with_byte(timers, c, speed * abs(sign))
+    return speeds, timers
+
+
+@njit(cache=True)
+def _freeway_load(sc, j):
+    xs, timers, speeds = np.int64(0), np.int64(0), np.int64(0)
+    for c in range(8):
+        xs = _with_byte(xs, c, sc[j, 4 + c])
+        timers = _with_byte(timers, c, sc[j, 12 + c])
+        speeds = _with_byte(speeds, c, sc[j, 20 + c] + 8)
+    return np.int64(sc[j, 1]), np.int64(sc[j, 2]), np.int64(sc[j, 3]), xs, timers, speeds
+
+
+@njit(inline="always")
+def _freeway_store(sc, j, g):
+    pos, cool, time, xs, timers, speeds = g
+    sc[j, 1], sc[j, 2], sc[j, 3] = np.int32(pos), np.int32(cool), np.int32(time)
+    for c in range(8):
+        sc[j, 4 + c] = np.int32(_byte(xs, c))
+        sc[j, 12 + c] = np.int32(_byte(timers, c))
+        sc[j, 20 + c] = np.int32(_byte(speeds, c) - 8)
+
+
+@njit(cache=True)
+def _freeway_reset(key, k):
+    speeds, timers = _freeway_cars(key, k, 0)
+    return np.int64(9), np.int64(3), np.int64(2500), np.int64(0), timers, speeds
+
+
+@njit(cache=True)
+def _freeway_physics(g, a, ramping, key, k):
+    pos, cool, time, xs, timers, speeds = g
+    if time < 0:  # an ended episode: nothing changes
+        return g, 0, True
+    if cool == 0 and a == 2:
+        pos = max(pos - 1, 0)
+        cool = np.int64(3)
+    elif cool == 0 and a == 4:
+        pos = min(pos + 1, 9)
+        cool = np.int64(3)
+    crossed = pos == 0
+    if crossed:
+        pos = np.int64(9)
+        speeds, timers = _freeway_cars(key, k, 17)
+    hit = False
+    for c in range(8):
+        x, timer, speed = _byte(xs, c), _byte(timers, c), _byte(speeds, c) - 8
+        nx = x
+        if timer == 0:
+            nx = (x + (1 if speed > 0 else -1)) % 10
+            timer = abs(speed)
+        else:
+            timer -= 1
+        if c + 1 == pos and (x == 4 or nx == 4):
+            hit = True
+        xs = _with_byte(xs, c, nx)
+        timers = _with_byte(timers, c, timer)
+    if hit:
+        pos = np.int64(9)
+    if cool > 0:
+        cool -= 1
+    time -= 1
+    return (pos, cool, time, xs, timers, speeds), 1 if crossed else 0, time < 0
+
+
+@njit(inline="always")
+def _freeway_observe(out, i, g):
+    pos, _, _, xs, _, speeds = g
+    _clear(out, i, 7)
+    _put(out, i, 0, pos, 4)
+    carried = np.int64(0)
+    for c in range(8):
+        x, speed = _byte(xs, c), _byte(speeds, c) - 8
+        _put(out, i, 1, c + 1, x)
+        if speed != 0:
+            carried = abs(speed)
+        if carried > 0:
+            _put(out, i, 1 + carried, c + 1, (x - (1 if speed > 0 else -1)) % 10)
+
+
+freeway_step, freeway_rollout = _kernels("freeway", 16, 17, 7, _freeway_load, _freeway_store, _freeway_reset,
+                                         _freeway_physics, _freeway_observe)
+
+
+# --- SpaceInvaders -----------------------------------------------------------------------------
+# rows (after the previous action): cannon column, heading (-1 left, +1 right), move timer, fire timer,
+# cool-down, ramp index, aliens [100], cannon shots [100], alien shots [100] (three bitboards)
+@njit(inline="always")
+def _roll_left(w):
+    """Every row of a half one column left, column 0 wrapping to 9."""
+    return ((w >> _ONE) & _NOT_COL9) | ((w & _COL0) << _U(9))
+
+
+@njit(inline="always")
+def _roll_right(w):
+    return ((w << _ONE) & _NOT_COL0) | ((w & _COL9) >> _U(9))
+
+
+@njit(cache=True)
+def _space_invaders_load(sc, j):
+    al_lo, al_hi = _load_grid(sc, 7, j)
+    sh_lo, sh_hi = _load_grid(sc, 107, j)
+    as_lo, as_hi = _load_grid(sc, 207, j)
+    return (np.int64(sc[j, 1]), np.int64(sc[j, 2]), np.int64(sc[j, 3]), np.int64(sc[j, 4]), np.int64(sc[j, 5]),
+            np.int64(sc[j, 6]), al_lo, al_hi, sh_lo, sh_hi, as_lo, as_hi)
+
+
+@njit(inline="always")
+def _space_invaders_store(sc, j, g):
+    pos, heading, mtim, ftim, cool, ramp, al_lo, al_hi, sh_lo, sh_hi, as_lo, as_hi = g
+    sc[j, 1], sc[j, 2], sc[j, 3] = np.int32(pos), np.int32(heading), np.int32(mtim)
+    sc[j, 4], sc[j, 5], sc[j, 6] = np.int32(ftim), np.int32(cool), np.int32(ramp)
+    _store_grid(sc, 7, j, al_lo, al_hi)
+    _store_grid(sc, 107, j, sh_lo, sh_hi)
+    _store_grid(sc, 207, j, as_lo, as_hi)
+
+
+@njit(cache=True)
+def _space_invaders_reset(key, k):
+    return (np.int64(5), np.int64(-1), np.int64(12), np.int64(10), np.int64(0), np.int64(0), _WAVE, _ZERO, _ZERO,
+            _ZERO, _ZERO, _ZERO)
+
+
+@njit(cache=True)
+def _space_invaders_physics(g, a, ramping, key, k):
+    pos, heading, mtim, ftim, cool, ramp, al_lo, al_hi, sh_lo, sh_hi, as_lo, as_hi = g
+    fire = a == 5 and cool == 0
+    fired_at = pos
+    if a == 1:
+        pos = max(pos - 1, 0)
+    elif a == 3:
+        pos = min(pos + 1, 9)
+    if fire:
+        cool = np.int64(5)
+    # shots move: the cannon's up (the new one lands on row 8), the aliens' down
+    sh_lo = (sh_lo >> _S10) | ((sh_hi & _M10) << _S40)
+    sh_hi = sh_hi >> _S10
+    if fire:
+        sh_hi |= _ONE << _U(30 + fired_at)
+    as_hi = ((as_hi << _S10) & _M50) | (as_lo >> _S40)
+    as_lo = (as_lo << _S10) & _M50
+    terminal = ((as_hi | al_hi) >> _U(40 + pos)) & _ONE != _ZERO
+    # the aliens move
+    interval = 12 - ramp
+    if mtim == 0:
+        mtim = min(_popcount(al_lo) + _popcount(al_hi), interval)
+        wall = _COL0 if heading < 0 else _COL9
+        if (al_lo | al_hi) & wall != _ZERO:
+            if al_hi >> _S40 != _ZERO:
+                terminal = True
+            al_lo, al_hi = ((al_lo << _S10) & _M50) | (al_hi >> _S40), ((al_hi << _S10) & _M50) | (al_lo >> _S40)
+            heading = -heading
+        elif heading < 0:
+            al_lo, al_hi = _roll_left(al_lo), _roll_left(al_hi)
+        else:
+            al_lo, al_hi = _roll_right(al_lo), _roll_right(al_hi)
+    if (al_hi >> _U(40 + pos)) & _ONE != _ZERO:
+        terminal = True
+    # an alien fires: the lowest alien of the occupied column nearest the cannon (left on ties)
+    if ftim == 0:
+        ftim = np.int64(10)
+        both = al_lo | al_hi
+        occupied = (both | (both >> _S10) | (both >> _U(20)) | (both >> _U(30)) | (both >> _S40)) & _M10
+        if occupied != _ZERO:
+            col = np.int64(-1)
+            for d in range(10):
+                if pos - d >= 0 and (occupied >> _U(pos - d)) & _ONE != _ZERO:
+                    col = pos - d
+                    break
+                if pos + d <= 9 and (occupied >> _U(pos + d)) & _ONE != _ZERO:
+                    col = pos + d
+                    break
+            for r in range(9, -1, -1):
+                if _bit(al_lo, al_hi, r * 10 + col):
+                    if r < 5:
+                        as_lo |= _ONE << _U(r * 10 + col)
+                    else:
+                        as_hi |= _ONE << _U(r * 10 + col - 50)
+                    break
+    # hits
+    h_lo, h_hi = al_lo & sh_lo, al_hi & sh_hi
+    reward = _popcount(h_lo) + _popcount(h_hi)
+    al_lo, al_hi, sh_lo, sh_hi = al_lo & ~h_lo, al_hi & ~h_hi, sh_lo & ~h_lo, sh_hi & ~h_hi
+    # timers, and a new wave when the block is gone
+    if cool > 0:
+        cool -= 1
+    if al_lo == _ZERO and al_hi == _ZERO:
+        if ramping and interval > 6:
+            ramp += 1
+        al_lo = _WAVE
+    return (pos, heading, mtim - 1, ftim - 1, cool, ramp, al_lo, al_hi, sh_lo, sh_hi, as_lo, as_hi), reward, terminal
+
+
+@njit(inline="always")
+def _space_invaders_observe(out, i, g):
+    pos, heading, _, _, _, _, al_lo, al_hi, sh_lo, sh_hi, as_lo, as_hi = g
+    _clear(out, i, 1)
+    out[i, 0, 9, min(max(pos, 0), 9)] = True
+    _write_grid(out, i, 1, al_lo, al_hi)
+    left = heading < 0
+    _write_grid(out, i, 2, al_lo if left else _ZERO, al_hi if left else _ZERO)
+    _write_grid(out, i, 3, _ZERO if left else al_lo, _ZERO if left else al_hi)
+    _write_grid(out, i, 4, sh_lo, sh_hi)
+    _write_grid(out, i, 5, as_lo, as_hi)
+
+
+space_invaders_step, space_invaders_rollout = _kernels(
+    "space_invaders", 1, 1, 6, _space_invaders_load, _space_invaders_store, _space_invaders_reset,
+    _space_invaders_physics, _space_invaders_observe)
