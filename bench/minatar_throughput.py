@@ -11,6 +11,9 @@ Per game, random actions from the minimal action set (``-v1``), sticky actions 0
 * ``fastdqn step``: ``env.step(actions)`` of N envs (same-step autoreset; actions from a pool of 8
   pre-drawn batches; eager and ``compile=True``);
 * ``fastdqn rollout``: ``env.rollout(T)`` (T=100 steps, actions drawn inside; eager and compiled);
+* ``numba step`` / ``numba rollout``: the same two calls on ``backend="numba"`` (the CPU kernels of
+  ``kernels/minatar_numba.py``; threaded or serial as the env picks for N, numba limited to
+  ``--threads`` threads when given);
 * ``gymnax step`` / ``gymnax scan``: ``jit(vmap(step))`` per call, and a jitted ``lax.scan`` of
   T=100 vmapped steps (``bench/gymnax_ref.py``), N envs; gymnax has no Seaquest.
 
@@ -78,6 +81,23 @@ def fastdqn_rates(game: str, n: int, compile: bool) -> dict:
     return {"step": step, "rollout": roll}
 
 
+def numba_rates(game: str, n: int) -> dict:
+    import torch
+
+    import fastdqn
+
+    env_id = f"MinAtar/{game}-v1"
+    t = time.perf_counter()
+    env = fastdqn.make(env_id, n, backend="numba", seed=0)
+    g = torch.Generator().manual_seed(1)
+    pool = itertools.cycle([torch.randint(0, env.n_actions, (n,), generator=g) for _ in range(8)])
+    out = env.new_outputs()
+    step = rate(lambda: env.step(next(pool), check=False, out=out), n)
+    step["setup_s"] = time.perf_counter() - t
+    roll = rate(lambda: env.rollout(T), n * T)
+    return {"step": step, "rollout": roll, "parallel": env.parallel}
+
+
 def gymnax_rates(game: str, n: int) -> dict | None:
     import gymnax_ref
 
@@ -104,7 +124,10 @@ def main() -> None:
     import torch
 
     if args.threads:
+        import numba
+
         torch.set_num_threads(args.threads)
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     import gymnax_ref
 
     results = {"machine": machine_info(), "n": args.n, "T": T, "gymnax": None if args.no_gymnax else gymnax_ref.available(),
@@ -112,13 +135,19 @@ def main() -> None:
     print(f"{results['machine']['cpu']}, torch threads {torch.get_num_threads()}, N={args.n}")
     for game in args.games:
         row = {"reference": reference_rate(game), "eager": fastdqn_rates(game, args.n, False)}
+        import fastdqn.envs
+
+        if game in fastdqn.envs.MINATAR_NUMBA:
+            row["numba"] = numba_rates(game, args.n)
+            if args.threads:  # numba's OpenMP threads set the thread count torch shares: set it back
+                torch.set_num_threads(args.threads)
         if not args.no_compile:
             row["compiled"] = fastdqn_rates(game, args.n, True)
         if not args.no_gymnax:
             row["gymnax"] = gymnax_rates(game, args.n)
         ref = row["reference"]["steps_per_s"]
         line = [f"{game:14s} reference {ref / 1e3:7.1f}k"]
-        for kind in ("eager", "compiled"):
+        for kind in ("numba", "eager", "compiled"):
             if kind in row:
                 for how in ("step", "rollout"):
                     v = row[kind][how]["steps_per_s"]
