@@ -300,10 +300,7 @@ def _breakout_reset(key, k):
 @njit(cache=True)
 def _breakout_physics(g, a, ramping, key, k):
     x, y, d, paddle, _, _, strike, lo, hi = g
-    if a == 1:
-        paddle = max(paddle - 1, 0)
-    elif a == 3:
-        paddle = min(paddle + 1, 9)
+    paddle = min(max(paddle + np.int64(a == 3) - np.int64(a == 1), 0), 9)  # branch-free: actions are random
     nx = x + (1 if d == 1 or d == 2 else -1)
     ny = y + (-1 if d < 2 else 1)
     if nx < 0 or nx > 9:
@@ -427,14 +424,8 @@ def _asterix_physics(g, a, ramping, key, k):
                         break
                     seen += 1
         stim = sspd
-    if a == 1:  # 2. the player's move
-        px = max(px - 1, 0)
-    elif a == 3:
-        px = min(px + 1, 9)
-    elif a == 2:
-        py = max(py - 1, 1)
-    elif a == 4:
-        py = min(py + 1, 8)
+    px = min(max(px + np.int64(a == 3) - np.int64(a == 1), 0), 9)  # 2. the player's move (branch-free)
+    py = min(max(py + np.int64(a == 4) - np.int64(a == 2), 1), 8)
     moving = mtim == 0
     got = 0
     hit = False
@@ -545,12 +536,9 @@ def _freeway_physics(g, a, ramping, key, k):
     pos, cool, time, xs, timers, speeds = g
     if time < 0:  # an ended episode: nothing changes
         return g, 0, True
-    if cool == 0 and a == 2:
-        pos = max(pos - 1, 0)
-        cool = np.int64(3)
-    elif cool == 0 and a == 4:
-        pos = min(pos + 1, 9)
-        cool = np.int64(3)
+    up, down = np.int64(cool == 0 and a == 2), np.int64(cool == 0 and a == 4)  # branch-free
+    pos = min(max(pos - up + down, 0), 9)
+    cool = np.int64(3) if up + down else cool
     crossed = pos == 0
     if crossed:
         pos = np.int64(9)
@@ -639,10 +627,7 @@ def _space_invaders_physics(g, a, ramping, key, k):
     pos, heading, mtim, ftim, cool, ramp, al_lo, al_hi, sh_lo, sh_hi, as_lo, as_hi = g
     fire = a == 5 and cool == 0
     fired_at = pos
-    if a == 1:
-        pos = max(pos - 1, 0)
-    elif a == 3:
-        pos = min(pos + 1, 9)
+    pos = min(max(pos + np.int64(a == 3) - np.int64(a == 1), 0), 9)  # branch-free
     if fire:
         cool = np.int64(5)
     # shots move: the cannon's up (the new one lands on row 8), the aliens' down
