@@ -313,7 +313,8 @@ def test_subprocess_errors_have_no_traceback(tmp_path):
     p = run_cli("train", "--preset", "bogus", "--out", str(tmp_path / "r"), cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip() == ("fastdqn train: error: unknown preset 'bogus'; presets are: "
-                                + ", ".join(["notebook", "cleanrl", "fast", "acrobot", "mountaincar", "lunarlander"]))
+                                + ", ".join(["notebook", "cleanrl", "fast", "acrobot", "mountaincar", "lunarlander",
+                                             "breakout", "spaceinvaders", "freeway", "asterix", "seaquest"]))
     assert "Traceback" not in p.stderr + p.stdout
     assert not (tmp_path / "r").exists()
 
