@@ -21,11 +21,11 @@ GAMES = list(envs.MINATAR_NUMBA)
 # (version, sticky, seeds, envs, steps, max_episode_steps, threaded kernels)
 BLOCK = 50
 RUNS = [  # (version, sticky, seeds, envs, steps, max_episode_steps, difficulty ramping, threaded kernels)
-    ("v1", 0.1, [3, 4], 256, 2000, 50, True, False),  # two seed groups, truncation at 50 steps
-    ("v0", 0.0, 7, 256, 1000, None, False, False),  # all six actions, no sticky actions nor ramping
+    ("v1", 0.1, [3, 4], 256, 1200, 50, True, False),  # two seed groups, truncation at 50 steps
+    ("v0", 0.0, 7, 256, 800, None, False, False),  # all six actions, no sticky actions nor ramping
     # the threaded kernels (the same code compiled with prange): three chunks, the last one partial,
     # four seed groups
-    ("v1", 0.1, [1, 2, 3, 4], 600, 300, 30, True, True),
+    ("v1", 0.1, [1, 2, 3, 4], 600, 200, 30, True, True),
 ]
 
 

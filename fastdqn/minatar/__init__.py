@@ -61,7 +61,9 @@ class MinAtarDynamics:
     """A MinAtar game plus the action set and sticky actions (see the module docstring).
 
     State row 0 is the previous action (full-set index; 0 at creation, kept across resets), the
-    game's rows follow. Step uniform 0 decides stickiness, the rest go to the game."""
+    game's rows follow. Step uniform 0 decides stickiness, the rest go to the game. Games named in
+    :data:`NUMBA_GAMES` also run on ``backend="numba"`` (``fastdqn/kernels/minatar_numba.py``: the
+    same rules per env, equal step for step; ``constants()`` is what those kernels take)."""
 
     packed = True
     state_dtype = torch.int32
