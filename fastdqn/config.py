@@ -215,9 +215,9 @@ PRESETS: dict[str, DQNConfig] = {
     ),
     # MountainCar-v0 (solved at -110): rl-zoo's DQN (lr 4e-3, gamma 0.98, batch 128, buffer 10k, 8 updates
     # every 16 env steps, target copy every 300 updates, no double DQN, epsilon 1 -> 0.07 over 24k steps) on
-    # ONE env with a 64x64 net and a 200k budget. Exploration fails with several envs per agent (4 or 16
-    # envs: 1 of 48 screened seeds solved in 120k), and a 1-env agent needs ~100k env steps; it solves only
-    # some seeds (6/16 in screening; bench/NOTES.md section 8 has the 32-seed confirmation).
+    # ONE env with a 64x64 net and a 200k budget. Several envs per agent break exploration (4 envs: 1 of 40
+    # screened seeds solved in 120k; 16 envs: 0 of 16). Even so it solves only 5 of 32 fresh seeds (15.6 %,
+    # median 105k env steps), far from issue #19's 80 % target (bench/NOTES.md section 8).
     "mountaincar": DQNConfig(
         env_id="MountainCar-v0", num_envs=1, hidden=(64, 64), lr=4e-3, gamma=0.98, loss="huber", double_dqn=False,
         target_period=300, buffer_size=10_000, batch_size=128, learning_starts=1_000, train_frequency=16,
