@@ -9,6 +9,7 @@ measurement and sets the switch; an unwritable cache only means measuring again 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -22,6 +23,24 @@ NEVER = 1 << 62  # "always serial": the threaded kernel never won
 ENV_VAR = "FASTDQN_PARALLEL_MIN_ENVS"
 
 _memo: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def torch_threads_kept(threaded: bool = True):
+    """Around a threaded numba kernel: numba's OpenMP layer sets the process's OpenMP thread count,
+    which torch's intra-op pool shares (a trainer that runs torch on one thread found it on two
+    after an evaluation), so put torch's count back afterwards."""
+    if not threaded:
+        yield
+        return
+    import torch
+
+    n = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
 
 def cache_path() -> Path:

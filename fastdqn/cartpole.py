@@ -21,6 +21,7 @@ import math
 import numpy as np
 import torch
 
+from fastdqn.calibrate import torch_threads_kept
 from fastdqn.kernels import rng
 from fastdqn.vector import (  # noqa: F401 - StepResult and RolloutResult are part of this module's API
     RolloutResult,
@@ -422,8 +423,9 @@ class CartPole(VectorEnv):
             arrays = self._out_arrays[1]  # step() checked this out= and made its arrays
         obs, final_obs, reward, terminated, truncated = arrays
         step = self._kernels.step if self.parallel else self._kernels.step_serial
-        step(self._state_np, actions.numpy(), self._elapsed_np, self.max_episode_steps, self._keys_np, self.group_size,
-             self._round_np, self._consts, obs, final_obs, reward, terminated, truncated)
+        with torch_threads_kept(self.parallel):
+            step(self._state_np, actions.numpy(), self._elapsed_np, self.max_episode_steps, self._keys_np,
+                 self.group_size, self._round_np, self._consts, obs, final_obs, reward, terminated, truncated)
         return out
 
     @staticmethod
@@ -451,8 +453,9 @@ class CartPole(VectorEnv):
             episodes = torch.zeros(n, dtype=torch.int64)
             acts = given.numpy() if given is not None else np.empty((steps, 0), dtype=np.uint8)
             rollout = self._kernels.rollout if self.parallel else self._kernels.rollout_serial
-            rollout(self._state_np, self._elapsed_np, self.max_episode_steps, self._keys_np, self.group_size,
-                    self._round_np, self._consts, acts, np.uint64(key), reward.numpy(), episodes.numpy())
+            with torch_threads_kept(self.parallel):
+                rollout(self._state_np, self._elapsed_np, self.max_episode_steps, self._keys_np, self.group_size,
+                        self._round_np, self._consts, acts, np.uint64(key), reward.numpy(), episodes.numpy())
             return RolloutResult(reward, episodes)
         key_t = torch.tensor(rng.as_signed(key), dtype=torch.int64, device=self.device)
         if self.device.type == "cuda":

@@ -88,7 +88,8 @@ MINATAR_GAMES = {  # name -> (module of fastdqn.minatar, class, channels, minima
     "Seaquest": ("seaquest", "Seaquest", 10, 6),
 }
 MINATAR_HORIZON = 10_000
-MINATAR_NUMBA = ("Breakout", "Asterix", "Freeway", "SpaceInvaders")  # games with numba kernels (fastdqn.minatar.NUMBA_GAMES by module name)
+# games with numba kernels (fastdqn.minatar.NUMBA_GAMES, by module name)
+MINATAR_NUMBA = ("Breakout", "Asterix", "Freeway", "SpaceInvaders")
 
 
 def _minatar(module, cls, env_id):

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from fastdqn.calibrate import torch_threads_kept
 from fastdqn.kernels import rng
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -345,9 +346,10 @@ class VectorEnv:
             obs, final_obs = res.obs, res.final_obs
             if not getattr(self.dyn, "obs_env_major", False):  # frames stay [N, *obs_shape]; vectors go as rows
                 obs, final_obs = obs.T, final_obs.T
-            self._k_step(*self._np, actions.numpy(), self.max_episode_steps, self.group_size, self._consts,
-                         obs.numpy(), final_obs.numpy(), res.reward.numpy(), res.terminated.numpy(),
-                         res.truncated.numpy(), self.parallel)
+            with torch_threads_kept(self.parallel):
+                self._k_step(*self._np, actions.numpy(), self.max_episode_steps, self.group_size, self._consts,
+                             obs.numpy(), final_obs.numpy(), res.reward.numpy(), res.terminated.numpy(),
+                             res.truncated.numpy(), self.parallel)
             return res
         result, nxt, elapsed = self._step_fn(self._state, self._elapsed, actions.long(), self.max_episode_steps,
                                              self._env_keys, self._round, self._env_index, self.group_size)
@@ -367,8 +369,9 @@ class VectorEnv:
             reward = torch.zeros(n, dtype=torch.float32)
             episodes = torch.zeros(n, dtype=torch.int64)
             acts = given.long().numpy() if given is not None else np.empty((steps, 0), dtype=np.int64)
-            self._k_rollout(*self._np, self.max_episode_steps, self.group_size, self._consts, acts, np.uint64(key),
-                            self.n_actions, reward.numpy(), episodes.numpy(), self.parallel)
+            with torch_threads_kept(self.parallel):
+                self._k_rollout(*self._np, self.max_episode_steps, self.group_size, self._consts, acts,
+                                np.uint64(key), self.n_actions, reward.numpy(), episodes.numpy(), self.parallel)
             return RolloutResult(reward, episodes)
         key_t = torch.tensor(rng.as_signed(key), dtype=torch.int64, device=self.device)
         if self.device.type == "cuda":

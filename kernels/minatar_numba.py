@@ -35,7 +35,7 @@ import types as types_module
 import numpy as np
 from numba import njit, prange
 
-from .rng_numba import below, mix64, GOLDEN_U64
+from .rng_numba import GOLDEN_U64, below, mix64
 
 CHUNK = 256
 """Envs per task of the threaded kernels."""

@@ -281,3 +281,21 @@ def test_confirmation_must_clear_the_threshold_by_its_margin(tmp_path, monkeypat
     if solved:
         assert a["eval_mean_return"] == 480.0 and a["eval_std_return"] == pytest.approx(40.0)
         assert a["crossing_eval_mean_return"] == 500.0 and a["solved_at_env_step"] == 1000
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "MinAtar/Breakout-v1"])
+def test_threaded_numba_kernels_leave_torchs_thread_count(env_id):
+    """numba's OpenMP layer sets the process's OpenMP thread count, which torch's pool shares: a
+    threaded kernel must not leave torch on numba's count (a 1-thread trainer found 2 after an eval)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        env = make(env_id, 4096, backend="numba", seed=0)
+        assert env.parallel  # tests pin the switch at 4096 envs (conftest)
+        env.rollout(2)
+        env.step(torch.zeros(4096, dtype=torch.long))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -24,7 +24,8 @@ from __future__ import annotations
 import torch
 
 ACTIONS = ("n", "l", "u", "r", "d", "f")  # the full action set, in the reference's order
-NUMBA_GAMES = ("breakout", "asterix", "freeway", "space_invaders")  # games (by ``name``) with CPU kernels in fastdqn.kernels.minatar_numba
+# games (by ``name``) with CPU kernels in fastdqn.kernels.minatar_numba
+NUMBA_GAMES = ("breakout", "asterix", "freeway", "space_invaders")
 
 
 def cells(s: torch.Tensor, first: int) -> torch.Tensor:
