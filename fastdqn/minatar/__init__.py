@@ -33,12 +33,6 @@ def cells(s: torch.Tensor, first: int) -> torch.Tensor:
     return s[first:first + 100].view(10, 10, -1)
 
 
-def get_cell(s: torch.Tensor, first: int, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Cell ``(y, x)`` (clamped into the grid) of the grid at row ``first``, per env."""
-    row = first + y.clamp(0, 9) * 10 + x.clamp(0, 9)
-    return s.gather(0, row[None])[0]
-
-
 def at(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A ``[N, 10, 10]`` bool plane with cell ``(y[i], x[i])`` set for each env ``i``."""
     grid = torch.arange(10, device=y.device)
