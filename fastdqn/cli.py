@@ -288,7 +288,8 @@ def cmd_eval(args) -> int:
     policy = load_policy(args.run, agent=args.agent)
     env_id = env_for(policy, args.env_id)
     rets = gymnasium_returns(policy, env_id, args.episodes, args.seed)
-    print(f"agent {args.agent}, {spec(env_id).gym_id} (Gymnasium's own env), {args.episodes} episodes: mean return "
+    where = "the reference package's Gymnasium env" if env_id.startswith("MinAtar/") else "Gymnasium's own env"
+    print(f"agent {args.agent}, {spec(env_id).gym_id} ({where}), {args.episodes} episodes: mean return "
           f"{np.mean(rets):.2f} +- {np.std(rets):.2f} (min {np.min(rets):.0f}, max {np.max(rets):.0f})")
     return 0
 
