@@ -115,3 +115,23 @@ def _check(dyn, s, refs, t):
     ramp = dyn.difficulty(s).numpy()
     want = np.array([env.env.difficulty_ramp() or 0 for env in refs])
     np.testing.assert_array_equal(ramp, want, err_msg=f"difficulty after step {t}")
+
+
+def check_spec(env_id: str):
+    """fastdqn's spec and action set of a MinAtar id against the reference package's Gymnasium
+    registration (actions, frame shape moved channels-first, bool frames, the action map, the
+    channel order); returns the reference env for game-specific checks."""
+    import gymnasium as gym
+    from minatar.gym import register_envs
+
+    if env_id not in gym.registry:
+        register_envs()
+    ref = gym.make(env_id)
+    s = fastdqn.envs.spec(env_id)
+    assert s.n_actions == ref.action_space.n
+    assert s.obs_shape == tuple(np.roll(ref.observation_space.shape, 1)) and s.obs_dtype == torch.bool
+    dyn = fastdqn.make(env_id, 2, backend="torch").dyn
+    assert dyn.actions == tuple(ref.unwrapped.action_set)
+    channels = ref.unwrapped.game.env.channels  # name -> index
+    assert dyn.game.channels == tuple(sorted(channels, key=channels.get))
+    return ref
