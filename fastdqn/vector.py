@@ -150,8 +150,8 @@ def advance(dyn, state, elapsed, actions, max_episode_steps: int, key, round_, e
     done = terminated | truncated
     after, draws = _join(dyn, comps), _join(dyn, dyn.reset_state(u_reset, state.dtype))
     keep = getattr(dyn, "kept_on_reset", 0)
-    if keep:
-        draws = torch.cat([after[:keep], draws[keep:]])
+    if keep:  # ``draws`` is this step's fresh tensor: overwrite its kept rows rather than copy the whole state
+        draws[:keep] = after[:keep]
     nxt = torch.where(done, draws, after)
     return comps, reward, terminated, truncated, nxt, elapsed.masked_fill(done, 0)
 
