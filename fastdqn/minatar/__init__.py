@@ -43,15 +43,6 @@ def one_hot_frame(n: int, channels: int, device) -> torch.Tensor:
     return torch.zeros(n, channels, 10, 10, dtype=torch.bool, device=device)
 
 
-def mark(frame: torch.Tensor, channel: int, y: torch.Tensor, x: torch.Tensor, on=None) -> None:
-    """Set ``frame[i, channel, y[i], x[i]]`` for every env ``i`` (where ``on`` is true, if given)."""
-    n = frame.shape[0]
-    flat = frame.view(n, -1)
-    idx = (channel * 100 + y.clamp(0, 9) * 10 + x.clamp(0, 9)).long()
-    val = torch.ones(n, dtype=torch.bool, device=frame.device) if on is None else on.bool()
-    flat.scatter_(1, idx[:, None], (flat.gather(1, idx[:, None]) | val[:, None]))
-
-
 class MinAtarDynamics:
     """A MinAtar game plus the action set and sticky actions (see the module docstring).
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from fastdqn.minatar import cells, mark, one_hot_frame
+from fastdqn.minatar import at, cells
 
 # state rows: the cannon's column, the aliens' heading (-1 left, +1 right), steps until the aliens
 # move and until they fire, the cannon's cool-down, the ramp index, then three 10 x 10 grids
@@ -132,17 +132,10 @@ class SpaceInvaders:
         return out, reward, terminal
 
     def observe(self, s):
-        n = s.shape[1]
-        frame = one_hot_frame(n, len(self.channels), s.device)
-        mark(frame, 0, torch.full_like(s[POS], 9), s[POS])
         aliens = cells(s, ALIENS).permute(2, 0, 1) == 1
         left = (s[HEADING] < 0)[:, None, None]
-        frame[:, 1] = aliens
-        frame[:, 2] = aliens & left
-        frame[:, 3] = aliens & ~left
-        frame[:, 4] = cells(s, SHOTS).permute(2, 0, 1) == 1
-        frame[:, 5] = cells(s, ALIEN_SHOTS).permute(2, 0, 1) == 1
-        return frame
+        return torch.stack([at(torch.full_like(s[POS], 9), s[POS]), aliens, aliens & left, aliens & ~left,
+                            cells(s, SHOTS).permute(2, 0, 1) == 1, cells(s, ALIEN_SHOTS).permute(2, 0, 1) == 1], dim=1)
 
     def difficulty(self, s):
         return s[RAMP].clone()
