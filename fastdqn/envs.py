@@ -89,7 +89,7 @@ MINATAR_GAMES = {  # name -> (module of fastdqn.minatar, class, channels, minima
 }
 MINATAR_HORIZON = 10_000
 # games with numba kernels (fastdqn.minatar.NUMBA_GAMES, by module name)
-MINATAR_NUMBA = ("Breakout", "Asterix", "Freeway", "SpaceInvaders")
+MINATAR_NUMBA = ("Breakout", "Asterix", "Freeway", "SpaceInvaders", "Seaquest")
 
 
 def _minatar(module, cls, env_id):

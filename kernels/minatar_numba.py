@@ -1,8 +1,8 @@
-"""MinAtar kernels for the CPU, in numba: Breakout, Asterix, Freeway and SpaceInvaders, each the
+"""MinAtar kernels for the CPU, in numba: Breakout, Asterix, Freeway, SpaceInvaders and Seaquest, each the
 step fused with same-step autoreset and a multi-step rollout, for
 :class:`fastdqn.vector.VectorEnv` (``backend="numba"``) over ``fastdqn.minatar.MinAtarDynamics``.
 
-For each game ``<prefix>`` (``breakout``, ``asterix``, ``freeway``, ``space_invaders``):
+For each game ``<prefix>`` (``breakout``, ``asterix``, ``freeway``, ``space_invaders``, ``seaquest``):
 
 * ``<prefix>_step(state, elapsed, keys, round_, actions, max_steps, group_size, consts, obs,
   final_obs, reward, terminated, truncated, parallel)``: one step of every env in place, the same
@@ -20,7 +20,8 @@ full set), ``consts = (sticky_action_prob float64, action map int64 [A], ramping
 
 Each game is a scalar re-statement, per env, of the rules of the torch game in
 ``fastdqn/minatar/<game>.py`` (see there), with 10 x 10 grids held as two uint64 bitboards (rows 0-4
-in the first word, rows 5-9 in the second, cell ``(y, x)`` at bit ``10 y + x`` of its half).
+in the first word, rows 5-9 in the second, cell ``(y, x)`` at bit ``10 y + x`` of its half);
+Seaquest's state (303 rows) is updated in place in the env's row of the chunk instead.
 The kernels assume states the games reach (grid cells 0 or 1, indices in range).
 
 Uniforms: per env and round, ``U = n_uniforms + step_uniforms`` of
@@ -705,3 +706,265 @@ def _space_invaders_observe(out, i, g):
 space_invaders_step, space_invaders_rollout = _kernels(
     "space_invaders", 1, 1, 6, _space_invaders_load, _space_invaders_store, _space_invaders_reset,
     _space_invaders_physics, _space_invaders_observe)
+
+
+# --- Seaquest ----------------------------------------------------------------------------------
+# The state row of an env (``sc[j]``: the previous action, then the torch game's rows: scalars, two
+# player-shot slots, two diver slots, the enemy shots as column masks per grid row and heading, 32
+# enemy slots with their entry numbers) is the game state itself: the physics updates it in place.
+(_SQ_X, _SQ_Y, _SQ_RIGHT, _SQ_OXYGEN, _SQ_DIVERS, _SQ_SURFACED, _SQ_COOL, _SQ_SPAWN_SPEED, _SQ_SPAWN_TIMER,
+ _SQ_DIVER_TIMER, _SQ_MOVE_SPEED, _SQ_RAMP, _SQ_NEXT_SEQ) = range(1, 14)
+_SQ_SHOT = 14  # alive, x, y, right: 2 slots each, slot 0 the older
+_SQ_DIVER = 22  # alive, x, y, right, move timer: 2 slots each
+_SQ_ESHOTS = 32  # right-moving masks of grid rows 1-8, then the left-moving ones
+_SQ_ENEMY = 48  # alive, x, y, right, submarine, move timer, fire timer, entry number: 32 slots each
+_SQ_SLOTS = 32
+_SQ_ROWS = _SQ_ENEMY + 8 * _SQ_SLOTS
+
+
+@njit(inline="always")
+def _sq(field, slot):
+    """Index of enemy field ``field`` (0 alive .. 7 entry number) of ``slot``."""
+    return _SQ_ENEMY + field * _SQ_SLOTS + slot
+
+
+@njit(cache=True)
+def _seaquest_load(sc, j):
+    return sc[j]
+
+
+@njit(inline="always")
+def _seaquest_store(sc, j, g):
+    for r in range(1, _SQ_ROWS):
+        sc[j, r] = g[r]
+
+
+@njit(cache=True)
+def _seaquest_reset(key, k):
+    g = np.zeros(_SQ_ROWS, np.int32)
+    g[_SQ_X], g[_SQ_OXYGEN], g[_SQ_SURFACED] = 5, 200, 1
+    g[_SQ_SPAWN_SPEED], g[_SQ_SPAWN_TIMER], g[_SQ_DIVER_TIMER], g[_SQ_MOVE_SPEED] = 20, 20, 30, 5
+    return g
+
+
+@njit(inline="always")
+def _seaquest_pick(g, am, x, y, prefer_sub, newest):
+    """The enemy slot of ``am`` (alive-mask) at ``(y, x)`` the reference reaches first: of the preferred kind
+    if any is there, the newest or oldest (entry number); -1 if none."""
+    best, best_pref, best_seq = -1, False, 0
+    for s in range(_SQ_SLOTS):
+        if (am >> s) & 1 and g[_sq(1, s)] == x and g[_sq(2, s)] == y:
+            pref = (g[_sq(4, s)] == 1) == prefer_sub
+            seq = g[_sq(7, s)]
+            if best < 0 or (pref and not best_pref) or (pref == best_pref and (seq > best_seq) == newest):
+                best, best_pref, best_seq = s, pref, seq
+    return best
+
+
+@njit(cache=True)
+def _seaquest_physics(g, a, ramping, key, k):
+    am = np.int64(0)  # alive enemies, bit per slot
+    for s in range(_SQ_SLOTS):
+        if g[_sq(0, s)] == 1:
+            am |= np.int64(1) << s
+    move_speed, spawn_speed = np.int64(g[_SQ_MOVE_SPEED]), np.int64(g[_SQ_SPAWN_SPEED])
+    # 1. enemy spawn into the first free slot, unless the row holds an enemy heading the other way
+    if g[_SQ_SPAWN_TIMER] == 0:
+        from_left = _uniform(key, k, 2) < 0.5
+        row = 1 + min(max(np.int64(np.floor(_uniform(key, k, 4) * 8.0)), 0), 7)
+        blocked = False
+        for s in range(_SQ_SLOTS):
+            if (am >> s) & 1 and g[_sq(2, s)] == row and (g[_sq(3, s)] == 1) != from_left:
+                blocked = True
+        if not blocked and am != np.int64(0xFFFFFFFF):
+            s = 0
+            while (am >> s) & 1:
+                s += 1
+            am |= np.int64(1) << s
+            g[_sq(0, s)], g[_sq(1, s)], g[_sq(2, s)] = 1, 0 if from_left else 9, row
+            g[_sq(3, s)], g[_sq(4, s)] = 1 if from_left else 0, 1 if _uniform(key, k, 3) < 1.0 / 3.0 else 0
+            g[_sq(5, s)], g[_sq(6, s)], g[_sq(7, s)] = move_speed, 10, g[_SQ_NEXT_SEQ]
+            g[_SQ_NEXT_SEQ] += 1
+        g[_SQ_SPAWN_TIMER] = spawn_speed
+    # 2. diver spawn (slot 1 when slot 0 is taken)
+    if g[_SQ_DIVER_TIMER] == 0:
+        d = _SQ_DIVER + (1 if g[_SQ_DIVER] == 1 else 0)
+        left = _uniform(key, k, 5) < 0.5
+        g[d], g[d + 2], g[d + 4] = 1, 0 if left else 9, 1 + min(max(np.int64(np.floor(_uniform(key, k, 6) * 8.0)), 0), 7)
+        g[d + 6], g[d + 8] = 1 if left else 0, 5
+        g[_SQ_DIVER_TIMER] = 30
+    # 3. the player's action
+    px, py, facing = np.int64(g[_SQ_X]), np.int64(g[_SQ_Y]), np.int64(g[_SQ_RIGHT])
+    if a == 5 and g[_SQ_COOL] == 0:
+        b = _SQ_SHOT + (1 if g[_SQ_SHOT] == 1 else 0)
+        g[b], g[b + 2], g[b + 4], g[b + 6] = 1, px, py, facing
+        g[_SQ_COOL] = 5
+    if a == 1:
+        px, facing = max(px - 1, 0), 0
+    elif a == 3:
+        px, facing = min(px + 1, 9), 1
+    elif a == 2:
+        py = max(py - 1, 0)
+    elif a == 4:
+        py = min(py + 1, 8)
+    # 4. player shots move, the newer first; each removes the first-come fish, else submarine, on its cell
+    reward = 0
+    for i in (1, 0):
+        b = _SQ_SHOT + i
+        if g[b] == 1:
+            g[b + 2] += 1 if g[b + 6] == 1 else -1
+            if g[b + 2] < 0 or g[b + 2] > 9:
+                g[b] = 0
+            else:
+                s = _seaquest_pick(g, am, g[b + 2], g[b + 4], False, False)
+                if s >= 0:
+                    am &= ~(np.int64(1) << s)
+                    g[b] = 0
+                    reward += 1
+    # 5. divers, the newer first
+    divers = np.int64(g[_SQ_DIVERS])
+    for i in (1, 0):
+        d = _SQ_DIVER + i
+        if g[d] != 1:
+            continue
+        room = divers < 6
+        if room and g[d + 2] == px and g[d + 4] == py:
+            divers += 1
+            g[d] = 0
+        elif g[d + 8] == 0:
+            g[d + 8] = 5
+            g[d + 2] += 1 if g[d + 6] == 1 else -1
+            if g[d + 2] < 0 or g[d + 2] > 9:
+                g[d] = 0
+            elif room and g[d + 2] == px and g[d + 4] == py:
+                divers += 1
+                g[d] = 0
+        else:
+            g[d + 8] -= 1
+    # 6. enemies: contact, moves, shots meeting a moved enemy (older shot first, to the submarine, else fish,
+    # that came last), then every submarine there at the start of the phase fires when its timer reads 0
+    terminal = False
+    shooters, can_hit = np.int64(0), np.int64(0)
+    for s in range(_SQ_SLOTS):
+        if not (am >> s) & 1:
+            continue
+        bit = np.int64(1) << s
+        x, y = g[_sq(1, s)], g[_sq(2, s)]
+        if g[_sq(4, s)] == 1:
+            shooters |= bit
+        if x == px and y == py:
+            terminal = True
+        if g[_sq(5, s)] == 0:
+            g[_sq(5, s)] = move_speed
+            x += 1 if g[_sq(3, s)] == 1 else -1
+            g[_sq(1, s)] = x
+            if x < 0 or x > 9:
+                am &= ~bit
+            elif x == px and y == py:
+                terminal = True
+            else:
+                can_hit |= bit
+        else:
+            g[_sq(5, s)] -= 1
+    for i in (0, 1):
+        b = _SQ_SHOT + i
+        if g[b] == 1:
+            s = _seaquest_pick(g, can_hit, g[b + 2], g[b + 4], True, True)
+            if s >= 0:
+                can_hit &= ~(np.int64(1) << s)
+                am &= ~(np.int64(1) << s)
+                g[b] = 0
+                reward += 1
+    for s in range(_SQ_SLOTS):
+        if (shooters >> s) & 1:
+            if g[_sq(6, s)] == 0:
+                g[_sq(6, s)] = 10
+                x = g[_sq(1, s)]
+                if 0 <= x <= 9:
+                    r = _SQ_ESHOTS + g[_sq(2, s)] - 1 + (0 if g[_sq(3, s)] == 1 else 8)
+                    g[r] |= 1 << x
+            else:
+                g[_sq(6, s)] -= 1
+    # 7. enemy shots move; one on the player's cell before or after the move ends the episode
+    if py >= 1 and ((g[_SQ_ESHOTS + py - 1] | g[_SQ_ESHOTS + 7 + py]) >> px) & 1:
+        terminal = True
+    for r in range(8):
+        g[_SQ_ESHOTS + r] = (g[_SQ_ESHOTS + r] << 1) & 1023
+        g[_SQ_ESHOTS + 8 + r] >>= 1
+    if py >= 1 and ((g[_SQ_ESHOTS + py - 1] | g[_SQ_ESHOTS + 7 + py]) >> px) & 1:
+        terminal = True
+    # 8. timers, oxygen, surfacing and the ramp
+    for t in (_SQ_SPAWN_TIMER, _SQ_DIVER_TIMER, _SQ_COOL):
+        if g[t] > 0:
+            g[t] -= 1
+    oxygen = np.int64(g[_SQ_OXYGEN])
+    if oxygen <= 0:
+        terminal = True
+    if py > 0:
+        oxygen -= 1
+        g[_SQ_SURFACED] = 0
+    elif g[_SQ_SURFACED] == 0:
+        if divers == 0:
+            terminal = True
+        else:
+            if divers == 6:
+                reward += oxygen * 10 // 200
+                divers = 0
+            divers -= 1
+            oxygen = 200
+            g[_SQ_SURFACED] = 1
+            if ramping and (spawn_speed > 1 or move_speed > 2):
+                if move_speed > 2 and g[_SQ_RAMP] % 2 == 1:
+                    g[_SQ_MOVE_SPEED] = move_speed - 1
+                if spawn_speed > 1:
+                    g[_SQ_SPAWN_SPEED] = spawn_speed - 1
+                g[_SQ_RAMP] += 1
+    g[_SQ_X], g[_SQ_Y], g[_SQ_RIGHT], g[_SQ_OXYGEN], g[_SQ_DIVERS] = px, py, facing, oxygen, divers
+    # slots oldest first again (the newer of two shots or divers moves to slot 0), dead slots zeroed
+    for first, fields in ((_SQ_SHOT, 4), (_SQ_DIVER, 5)):
+        if g[first] == 0 and g[first + 1] == 1:
+            for f in range(fields):
+                g[first + 2 * f] = g[first + 2 * f + 1]
+            g[first + 1] = 0
+        for slot in range(2):
+            if g[first + slot] == 0:
+                for f in range(1, fields):
+                    g[first + 2 * f + slot] = 0
+    for s in range(_SQ_SLOTS):
+        if not (am >> s) & 1 and g[_sq(0, s)] == 1:
+            for f in range(8):
+                g[_sq(f, s)] = 0
+    return g, reward, terminal
+
+
+@njit(inline="always")
+def _seaquest_observe(out, i, g):
+    _clear(out, i, 10)
+    px, py = g[_SQ_X], g[_SQ_Y]
+    _put(out, i, 0, py, px)
+    _put(out, i, 1, py, px + 1 - 2 * g[_SQ_RIGHT])
+    for b in range(2):
+        if g[_SQ_SHOT + b] == 1:
+            _put(out, i, 2, g[_SQ_SHOT + 4 + b], g[_SQ_SHOT + 2 + b])
+        d = _SQ_DIVER + b
+        if g[d] == 1:
+            _put(out, i, 9, g[d + 4], g[d + 2])
+            _put(out, i, 3, g[d + 4], g[d + 2] + 1 - 2 * g[d + 6])
+    for r in range(8):
+        m = g[_SQ_ESHOTS + r] | g[_SQ_ESHOTS + 8 + r]
+        for x in range(10):
+            if (m >> x) & 1:
+                out[i, 4, r + 1, x] = True
+    for s in range(_SQ_SLOTS):
+        if g[_sq(0, s)] == 1:
+            x, y = g[_sq(1, s)], g[_sq(2, s)]
+            _put(out, i, 6 if g[_sq(4, s)] == 1 else 5, y, x)
+            _put(out, i, 3, y, x + 1 - 2 * g[_sq(3, s)])
+    for x in range(max(g[_SQ_OXYGEN], 0) * 10 // 200):
+        out[i, 7, 9, x] = True
+    for x in range(9 - min(max(g[_SQ_DIVERS], 0), 9), 9):
+        out[i, 8, 9, x] = True
+
+
+seaquest_step, seaquest_rollout = _kernels("seaquest", 1, 4, 10, _seaquest_load, _seaquest_store, _seaquest_reset,
+                                           _seaquest_physics, _seaquest_observe)

@@ -53,6 +53,11 @@ def _scramble(game, s, gen):
     elif game == "SpaceInvaders":  # a few aliens left anywhere, at any ramp, heading either way
         thin(slice(7, 107), 0.08)
         s[2], s[3], s[4], s[6] = rand(0, 1) * 2 - 1, rand(0, 5), rand(0, 9), rand(0, 6)
+    elif game == "Seaquest":  # anywhere, low on oxygen, divers aboard (six: the surfacing bonus), crowded
+        s[1], s[2], s[3] = rand(0, 9), rand(0, 8), rand(0, 1)  # column, row, facing
+        s[4], s[5], s[6] = rand(1, 200), rand(0, 6), rand(0, 1)  # oxygen, divers, surfaced
+        s[8], s[11], s[12] = rand(1, 20), rand(2, 5), rand(0, 12)  # spawn and move intervals, ramp index
+        s[9] = torch.minimum(rand(0, 20), s[8])  # spawn timer
 
 
 @pytest.fixture(autouse=True)

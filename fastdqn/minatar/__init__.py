@@ -25,7 +25,7 @@ import torch
 
 ACTIONS = ("n", "l", "u", "r", "d", "f")  # the full action set, in the reference's order
 # games (by ``name``) with CPU kernels in fastdqn.kernels.minatar_numba
-NUMBA_GAMES = ("breakout", "asterix", "freeway", "space_invaders")
+NUMBA_GAMES = ("breakout", "asterix", "freeway", "space_invaders", "seaquest")
 
 
 def cells(s: torch.Tensor, first: int) -> torch.Tensor:
