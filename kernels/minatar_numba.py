@@ -35,6 +35,7 @@ import types as types_module
 
 import numpy as np
 from numba import njit, prange
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .rng_numba import GOLDEN_U64, below, mix64
 
@@ -752,8 +753,10 @@ def _seaquest_pick(g, am, x, y, prefer_sub, newest):
     """The enemy slot of ``am`` (alive-mask) at ``(y, x)`` the reference reaches first: of the preferred kind
     if any is there, the newest or oldest (entry number); -1 if none."""
     best, best_pref, best_seq = -1, False, 0
-    for s in range(_SQ_SLOTS):
-        if (am >> s) & 1 and g[_sq(1, s)] == x and g[_sq(2, s)] == y:
+    while am:
+        s = trailing_zeros(am)
+        am &= am - 1
+        if g[_sq(1, s)] == x and g[_sq(2, s)] == y:
             pref = (g[_sq(4, s)] == 1) == prefer_sub
             seq = g[_sq(7, s)]
             if best < 0 or (pref and not best_pref) or (pref == best_pref and (seq > best_seq) == newest):
@@ -773,19 +776,21 @@ def _seaquest_physics(g, a, ramping, key, k):
         from_left = _uniform(key, k, 2) < 0.5
         row = 1 + min(max(np.int64(np.floor(_uniform(key, k, 4) * 8.0)), 0), 7)
         blocked = False
-        for s in range(_SQ_SLOTS):
-            if (am >> s) & 1 and g[_sq(2, s)] == row and (g[_sq(3, s)] == 1) != from_left:
+        m = am
+        while m:
+            s = trailing_zeros(m)
+            m &= m - 1
+            if g[_sq(2, s)] == row and (g[_sq(3, s)] == 1) != from_left:
                 blocked = True
         if not blocked and am != np.int64(0xFFFFFFFF):
-            s = 0
-            while (am >> s) & 1:
-                s += 1
+            s = trailing_zeros(~am)
             am |= np.int64(1) << s
             g[_sq(0, s)], g[_sq(1, s)], g[_sq(2, s)] = 1, 0 if from_left else 9, row
             g[_sq(3, s)], g[_sq(4, s)] = 1 if from_left else 0, 1 if _uniform(key, k, 3) < 1.0 / 3.0 else 0
             g[_sq(5, s)], g[_sq(6, s)], g[_sq(7, s)] = move_speed, 10, g[_SQ_NEXT_SEQ]
             g[_SQ_NEXT_SEQ] += 1
         g[_SQ_SPAWN_TIMER] = spawn_speed
+    was = am
     # 2. diver spawn (slot 1 when slot 0 is taken)
     if g[_SQ_DIVER_TIMER] == 0:
         d = _SQ_DIVER + (1 if g[_SQ_DIVER] == 1 else 0)
@@ -845,9 +850,10 @@ def _seaquest_physics(g, a, ramping, key, k):
     # that came last), then every submarine there at the start of the phase fires when its timer reads 0
     terminal = False
     shooters, can_hit = np.int64(0), np.int64(0)
-    for s in range(_SQ_SLOTS):
-        if not (am >> s) & 1:
-            continue
+    m = am
+    while m:
+        s = trailing_zeros(m)
+        m &= m - 1
         bit = np.int64(1) << s
         x, y = g[_sq(1, s)], g[_sq(2, s)]
         if g[_sq(4, s)] == 1:
@@ -875,16 +881,17 @@ def _seaquest_physics(g, a, ramping, key, k):
                 am &= ~(np.int64(1) << s)
                 g[b] = 0
                 reward += 1
-    for s in range(_SQ_SLOTS):
-        if (shooters >> s) & 1:
-            if g[_sq(6, s)] == 0:
-                g[_sq(6, s)] = 10
-                x = g[_sq(1, s)]
-                if 0 <= x <= 9:
-                    r = _SQ_ESHOTS + g[_sq(2, s)] - 1 + (0 if g[_sq(3, s)] == 1 else 8)
-                    g[r] |= 1 << x
-            else:
-                g[_sq(6, s)] -= 1
+    while shooters:
+        s = trailing_zeros(shooters)
+        shooters &= shooters - 1
+        if g[_sq(6, s)] == 0:
+            g[_sq(6, s)] = 10
+            x = g[_sq(1, s)]
+            if 0 <= x <= 9:
+                r = _SQ_ESHOTS + g[_sq(2, s)] - 1 + (0 if g[_sq(3, s)] == 1 else 8)
+                g[r] |= 1 << x
+        else:
+            g[_sq(6, s)] -= 1
     # 7. enemy shots move; one on the player's cell before or after the move ends the episode
     if py >= 1 and ((g[_SQ_ESHOTS + py - 1] | g[_SQ_ESHOTS + 7 + py]) >> px) & 1:
         terminal = True
@@ -930,10 +937,12 @@ def _seaquest_physics(g, a, ramping, key, k):
             if g[first + slot] == 0:
                 for f in range(1, fields):
                     g[first + 2 * f + slot] = 0
-    for s in range(_SQ_SLOTS):
-        if not (am >> s) & 1 and g[_sq(0, s)] == 1:
-            for f in range(8):
-                g[_sq(f, s)] = 0
+    dead = was & ~am
+    while dead:
+        s = trailing_zeros(dead)
+        dead &= dead - 1
+        for f in range(8):
+            g[_sq(f, s)] = 0
     return g, reward, terminal
 
 
