@@ -366,6 +366,19 @@ def _with_byte(p, j, v):
     return (p & ~(np.int64(0xFF) << np.int64(8 * j))) | (np.int64(v) << np.int64(8 * j))
 
 
+_SPREAD = np.array([sum(((m >> b) & 1) << (8 * b) for b in range(8)) for m in range(256)], np.int64)
+"""Bit ``b`` of the index as byte ``b`` (0 or 1) of the entry."""
+
+
+@njit(inline="always")
+def _bytes_equal(p, v):
+    """The bytes of ``p`` equal to ``v``, as a bit mask."""
+    m = np.int64(0)
+    for j in range(8):
+        m |= np.int64(_byte(p, j) == v) << np.int64(j)
+    return m
+
+
 @njit(cache=True)
 def _asterix_load(sc, j):
     alive, right, gold, xs = np.int64(0), np.int64(0), np.int64(0), np.int64(0)
@@ -431,31 +444,24 @@ def _asterix_physics(g, a, ramping, key, k):
     moving = mtim == 0
     got = 0
     hit = False
-    for s in range(8):  # 3. contact, 4. the objects move, contact again
-        bit = one << np.int64(s)
-        if not alive & bit:
-            continue
-        x = _byte(xs, s)
-        on_row = s + 1 == py
-        if on_row and x == px:
+    bit = one << (py - 1)  # 3. contact: only the object of the player's row can touch it
+    if alive & bit and _byte(xs, py - 1) == px:
+        if gold & bit:
+            got += 1
+            alive &= ~bit
+        else:
+            hit = True
+    if moving:  # 4. every object moves (all eight at once, a byte each); those leaving the grid are gone
+        go_right, go_left = alive & right, alive & ~right
+        stay = alive & ~((go_right & _bytes_equal(xs, 9)) | (go_left & _bytes_equal(xs, 0)))
+        xs = xs + _SPREAD[go_right & stay] - _SPREAD[go_left & stay]  # no byte under- or overflows
+        alive = stay
+        if alive & bit and _byte(xs, py - 1) == px:  # contact again
             if gold & bit:
                 got += 1
                 alive &= ~bit
-                continue
-            hit = True
-        if moving:
-            x = x + 1 if right & bit else x - 1
-            if x < 0 or x > 9:
-                alive &= ~bit
-                continue
-            xs = _with_byte(xs, s, x)
-            if on_row and x == px:
-                if gold & bit:
-                    got += 1
-                    alive &= ~bit
-                else:
-                    hit = True
-    if moving:
+            else:
+                hit = True
         mtim = mspd
     if ramping:  # 6. difficulty ramp
         active = sspd > 1 or mspd > 1
