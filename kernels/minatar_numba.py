@@ -131,6 +131,29 @@ def _copy_frame(src, dst, i, channels):
 
 
 @njit(inline="always")
+def _byte(p, j):
+    return (p >> np.int64(8 * j)) & np.int64(0xFF)
+
+
+@njit(inline="always")
+def _with_byte(p, j, v):
+    return (p & ~(np.int64(0xFF) << np.int64(8 * j))) | (np.int64(v) << np.int64(8 * j))
+
+
+_SPREAD = np.array([sum(((m >> b) & 1) << (8 * b) for b in range(8)) for m in range(256)], np.int64)
+"""Bit ``b`` of the index as byte ``b`` (0 or 1) of the entry."""
+
+
+@njit(inline="always")
+def _bytes_equal(p, v):
+    """The bytes of ``p`` equal to ``v``, as a bit mask."""
+    m = np.int64(0)
+    for j in range(8):
+        m |= np.int64(_byte(p, j) == v) << np.int64(j)
+    return m
+
+
+@njit(inline="always")
 def _sticky(a, prev, key, k, j, sticky):
     """The action played: ``a`` (mapped to the full set), or the previous one when uniform ``j`` is
     below the sticky-action probability."""
@@ -356,29 +379,6 @@ breakout_step, breakout_rollout = _kernels("breakout", 1, 1, 4, _breakout_load, 
 _GOLD_SHARE = 1.0 / 3.0
 
 
-@njit(inline="always")
-def _byte(p, j):
-    return (p >> np.int64(8 * j)) & np.int64(0xFF)
-
-
-@njit(inline="always")
-def _with_byte(p, j, v):
-    return (p & ~(np.int64(0xFF) << np.int64(8 * j))) | (np.int64(v) << np.int64(8 * j))
-
-
-_SPREAD = np.array([sum(((m >> b) & 1) << (8 * b) for b in range(8)) for m in range(256)], np.int64)
-"""Bit ``b`` of the index as byte ``b`` (0 or 1) of the entry."""
-
-
-@njit(inline="always")
-def _bytes_equal(p, v):
-    """The bytes of ``p`` equal to ``v``, as a bit mask."""
-    m = np.int64(0)
-    for j in range(8):
-        m |= np.int64(_byte(p, j) == v) << np.int64(j)
-    return m
-
-
 @njit(cache=True)
 def _asterix_load(sc, j):
     alive, right, gold, xs = np.int64(0), np.int64(0), np.int64(0), np.int64(0)
@@ -498,19 +498,29 @@ asterix_step, asterix_rollout = _kernels("asterix", 1, 3, 4, _asterix_load, _ast
 # --- Freeway -----------------------------------------------------------------------------------
 # rows (after the previous action): chicken row, move cooldown, time left, then per car (lane car + 1)
 # column [8], countdown [8], signed speed [8]; held as three scalars and three ints of 8 bytes
-# (the speeds biased by 8).
+# (the speeds biased by 8), plus the speeds' sizes (8 bytes) and the right-moving cars (8 bits).
+@njit(inline="always")
+def _freeway_sizes(speeds):
+    """The sizes of the packed biased speeds (8 bytes), and the positive ones as a bit mask."""
+    sizes, forward = np.int64(0), np.int64(0)
+    for c in range(8):
+        v = _byte(speeds, c) - 8
+        sizes |= abs(v) << np.int64(8 * c)
+        forward |= np.int64(v > 0) << np.int64(c)
+    return sizes, forward
+
+
 @njit(inline="always")
 def _freeway_cars(key, k, first):
-    """Signed speeds (biased by 8, packed) from uniforms ``first .. first + 15``, and their
-    countdowns (the speeds' sizes, packed)."""
-    speeds, timers = np.int64(0), np.int64(0)
+    """Signed speeds (biased by 8, packed) from uniforms ``first .. first + 15``; their countdowns
+    start at the speeds' sizes."""
+    speeds = np.int64(0)
     for c in range(8):
         speed = 1 + np.int64(np.floor(_uniform(key, k, first + c) * 5.0))
         d = _uniform(key, k, first + 8 + c)
         sign = (1 if d > 0.5 else 0) - (1 if d < 0.5 else 0)
         speeds = _with_byte(speeds, c, speed * sign + 8)
-        timers = _with_byte(timers, c, speed * abs(sign))
-    return speeds, timers
+    return speeds
 
 
 @njit(cache=True)
@@ -520,12 +530,13 @@ def _freeway_load(sc, j):
         xs = _with_byte(xs, c, sc[j, 4 + c])
         timers = _with_byte(timers, c, sc[j, 12 + c])
         speeds = _with_byte(speeds, c, sc[j, 20 + c] + 8)
-    return np.int64(sc[j, 1]), np.int64(sc[j, 2]), np.int64(sc[j, 3]), xs, timers, speeds
+    sizes, forward = _freeway_sizes(speeds)
+    return np.int64(sc[j, 1]), np.int64(sc[j, 2]), np.int64(sc[j, 3]), xs, timers, speeds, sizes, forward
 
 
 @njit(inline="always")
 def _freeway_store(sc, j, g):
-    pos, cool, time, xs, timers, speeds = g
+    pos, cool, time, xs, timers, speeds, _, _ = g
     sc[j, 1], sc[j, 2], sc[j, 3] = np.int32(pos), np.int32(cool), np.int32(time)
     for c in range(8):
         sc[j, 4 + c] = np.int32(_byte(xs, c))
@@ -535,13 +546,14 @@ def _freeway_store(sc, j, g):
 
 @njit(cache=True)
 def _freeway_reset(key, k):
-    speeds, timers = _freeway_cars(key, k, 0)
-    return np.int64(9), np.int64(3), np.int64(2500), np.int64(0), timers, speeds
+    speeds = _freeway_cars(key, k, 0)
+    sizes, forward = _freeway_sizes(speeds)
+    return np.int64(9), np.int64(3), np.int64(2500), np.int64(0), sizes, speeds, sizes, forward
 
 
 @njit(cache=True)
 def _freeway_physics(g, a, ramping, key, k):
-    pos, cool, time, xs, timers, speeds = g
+    pos, cool, time, xs, timers, speeds, sizes, forward = g
     if time < 0:  # an ended episode: nothing changes
         return g, 0, True
     up, down = np.int64(cool == 0 and a == 2), np.int64(cool == 0 and a == 4)  # branch-free
@@ -550,31 +562,29 @@ def _freeway_physics(g, a, ramping, key, k):
     crossed = pos == 0
     if crossed:
         pos = np.int64(9)
-        speeds, timers = _freeway_cars(key, k, 17)
-    hit = False
-    for c in range(8):
-        x, timer, speed = _byte(xs, c), _byte(timers, c), _byte(speeds, c) - 8
-        nx = x
-        if timer == 0:
-            nx = (x + (1 if speed > 0 else -1)) % 10
-            timer = abs(speed)
-        else:
-            timer -= 1
-        if c + 1 == pos and (x == 4 or nx == 4):
-            hit = True
-        xs = _with_byte(xs, c, nx)
-        timers = _with_byte(timers, c, timer)
-    if hit:
+        speeds = _freeway_cars(key, k, 17)
+        sizes, forward = _freeway_sizes(speeds)
+        timers = sizes
+    # the cars whose countdown reads 0 move a column (wrapping around), their countdowns restart at
+    # their speeds' sizes; the others count down: all eight at once, a byte each
+    due = _bytes_equal(timers, 0)
+    ahead, back = due & forward, due & ~forward & np.int64(0xFF)
+    wrap_ahead, wrap_back = ahead & _bytes_equal(xs, 9), back & _bytes_equal(xs, 0)
+    old = xs
+    xs = (xs + _SPREAD[ahead & ~wrap_ahead] + 9 * _SPREAD[wrap_back]) - (_SPREAD[back & ~wrap_back]
+                                                                        + 9 * _SPREAD[wrap_ahead])
+    timers = timers - _SPREAD[~due & np.int64(0xFF)] + (sizes & (_SPREAD[due] * np.int64(0xFF)))
+    if 1 <= pos <= 8 and (_byte(old, pos - 1) == 4 or _byte(xs, pos - 1) == 4):
         pos = np.int64(9)
     if cool > 0:
         cool -= 1
     time -= 1
-    return (pos, cool, time, xs, timers, speeds), 1 if crossed else 0, time < 0
+    return (pos, cool, time, xs, timers, speeds, sizes, forward), 1 if crossed else 0, time < 0
 
 
 @njit(inline="always")
 def _freeway_observe(out, i, g):
-    pos, _, _, xs, _, speeds = g
+    pos, _, _, xs, _, speeds, _, _ = g
     _clear(out, i, 7)
     _put(out, i, 0, pos, 4)
     carried = np.int64(0)
