@@ -784,8 +784,7 @@ def _seaquest_pick(g, am, x, y, prefer_sub, newest):
 def _seaquest_physics(g, a, ramping, key, k):
     am = np.int64(0)  # alive enemies, bit per slot
     for s in range(_SQ_SLOTS):
-        if g[_sq(0, s)] == 1:
-            am |= np.int64(1) << s
+        am |= np.int64(g[_sq(0, s)]) << s
     move_speed, spawn_speed = np.int64(g[_SQ_MOVE_SPEED]), np.int64(g[_SQ_SPAWN_SPEED])
     # 1. enemy spawn into the first free slot, unless the row holds an enemy heading the other way
     if g[_SQ_SPAWN_TIMER] == 0:
@@ -820,14 +819,10 @@ def _seaquest_physics(g, a, ramping, key, k):
         b = _SQ_SHOT + (1 if g[_SQ_SHOT] == 1 else 0)
         g[b], g[b + 2], g[b + 4], g[b + 6] = 1, px, py, facing
         g[_SQ_COOL] = 5
-    if a == 1:
-        px, facing = max(px - 1, 0), 0
-    elif a == 3:
-        px, facing = min(px + 1, 9), 1
-    elif a == 2:
-        py = max(py - 1, 0)
-    elif a == 4:
-        py = min(py + 1, 8)
+    left, right = np.int64(a == 1), np.int64(a == 3)  # branch-free: actions are random
+    px = min(max(px + right - left, 0), 9)
+    py = min(max(py + np.int64(a == 4) - np.int64(a == 2), 0), 8)
+    facing = right | (facing & (1 - left))
     # 4. player shots move, the newer first; each removes the first-come fish, else submarine, on its cell
     reward = 0
     for i in (1, 0):
