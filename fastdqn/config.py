@@ -213,16 +213,16 @@ PRESETS: dict[str, DQNConfig] = {
         gradient_steps=2, eps_schedule="linear", eps_start=1.0, eps_end=0.05, eps_decay=0.1, total_steps=100_000,
         eval_every=5_000,
     ),
-    # MountainCar-v0 (solved at -110): rl-zoo's DQN (lr 4e-3, gamma 0.98, batch 128, buffer 10k, 8 updates
-    # every 16 env steps, target copy every 300 updates, no double DQN, epsilon 1 -> 0.07 over 24k steps) on
-    # ONE env with a 64x64 net and a 200k budget. Several envs per agent break exploration (4 envs: 1 of 40
-    # screened seeds solved in 120k; 16 envs: 0 of 16). Even so it solves only 5 of 32 fresh seeds (15.6 %,
-    # median 105k env steps), far from issue #19's 80 % target (bench/NOTES.md section 8).
+    # MountainCar-v0 (solved at -110): rl-zoo's DQN exactly (lr 4e-3, gamma 0.98, batch 128, buffer 10k, 8 updates
+    # every 16 env steps, target copy every 300 updates, no double DQN, 256x256, gradient norm clipped at 10,
+    # epsilon 1 -> 0.07 over 24k steps) on ONE env with a 200k budget. Several envs per agent break exploration
+    # (4 envs: 1 of 40 screened seeds solved in 120k; 16 envs: 0 of 16), and so does a small net (64x64: 5 of
+    # 32 seeds; 128x128: 13 of 16 screened; 256x256: 8 of 8 screened; bench/NOTES.md section 8).
     "mountaincar": DQNConfig(
-        env_id="MountainCar-v0", num_envs=1, hidden=(64, 64), lr=4e-3, gamma=0.98, loss="huber", double_dqn=False,
-        target_period=300, buffer_size=10_000, batch_size=128, learning_starts=1_000, train_frequency=16,
-        gradient_steps=8, eps_schedule="linear", eps_start=1.0, eps_end=0.07, eps_decay=0.12, total_steps=200_000,
-        eval_every=5_000,
+        env_id="MountainCar-v0", num_envs=1, hidden=(256, 256), lr=4e-3, gamma=0.98, loss="huber", double_dqn=False,
+        target_period=300, grad_clip=10.0, buffer_size=10_000, batch_size=128, learning_starts=1_000,
+        train_frequency=16, gradient_steps=8, eps_schedule="linear", eps_start=1.0, eps_end=0.07, eps_decay=0.12,
+        total_steps=200_000, eval_every=5_000,
     ),
     # LunarLander-v3 (solved at 200; Gymnasium slow path, ~5k env steps/s): rl-zoo's DQN settings
     # (lr 6.3e-4, batch 128, buffer 50k, 256x256, eps -> 0.1 over 12 %) with the acrobot preset's
