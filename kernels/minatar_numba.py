@@ -205,7 +205,7 @@ def _step_template(state, elapsed, keys, round_, actions, max_steps, group_size,
             terminated[i] = term
             truncated[i] = trunc
             if term or trunc:
-                g = _reset(key, k)
+                g = _reset(g, key, k)
                 e = 0
                 _observe(obs, i, g)
             else:
@@ -249,7 +249,7 @@ def _rollout_template(state, elapsed, keys, round_, max_steps, group_size, c, ac
                 e += 1
                 ret += np.float32(r)
                 if term or e >= max_steps:
-                    g = _reset(key, k)
+                    g = _reset(g, key, k)
                     e = 0
                     ended += 1
             sc[j, 0] = prev
@@ -264,9 +264,10 @@ def _rollout_template(state, elapsed, keys, round_, max_steps, group_size, c, ac
 def _kernels(prefix, n_reset, words, channels, load, store, reset, physics, observe):
     """``<prefix>_step`` and ``<prefix>_rollout`` (threaded and serial) of one game from its
     scalar ``load(sc, j) -> g``, ``store(sc, j, g)`` (``sc [CHUNK, S]``: the chunk's states, one
-    row per env, see :func:`_gather`), ``reset(key, k) -> g``, ``physics(g, a, ramping, key, k) ->
-    (g, reward, terminal)`` and ``observe(out, i, g)``; ``n_reset`` reset uniforms, ``words`` words
-    per round, ``channels`` observation channels."""
+    row per env, see :func:`_gather`), ``reset(g, key, k) -> g`` (a fresh start, which may reuse
+    ``g``'s memory), ``physics(g, a, ramping, key, k) -> (g, reward, terminal)`` and
+    ``observe(out, i, g)``; ``n_reset`` reset uniforms, ``words`` words per round, ``channels``
+    observation channels."""
     env = dict(globals())
     env.update(_physics=physics, _load=load, _store=store, _reset=reset, _observe=observe, _N_RESET=n_reset,
                _WORDS=_U(words), _CHANNELS=channels)
@@ -315,7 +316,7 @@ def _breakout_store(sc, j, g):
 
 
 @njit(cache=True)
-def _breakout_reset(key, k):
+def _breakout_reset(g, key, k):
     right = _uniform(key, k, 0) >= 0.5
     x = np.int64(9) if right else np.int64(0)
     return x, np.int64(3), np.int64(3) if right else np.int64(2), np.int64(4), x, np.int64(3), np.int64(0), \
@@ -408,7 +409,7 @@ def _asterix_store(sc, j, g):
 
 
 @njit(cache=True)
-def _asterix_reset(key, k):
+def _asterix_reset(g, key, k):
     z = np.int64(0)
     return (np.int64(5), np.int64(5), np.int64(10), np.int64(10), np.int64(5), np.int64(5), np.int64(100), z, z, z,
             z, z)
@@ -545,7 +546,7 @@ def _freeway_store(sc, j, g):
 
 
 @njit(cache=True)
-def _freeway_reset(key, k):
+def _freeway_reset(g, key, k):
     speeds = _freeway_cars(key, k, 0)
     sizes, forward = _freeway_sizes(speeds)
     return np.int64(9), np.int64(3), np.int64(2500), np.int64(0), sizes, speeds, sizes, forward
@@ -635,7 +636,7 @@ def _space_invaders_store(sc, j, g):
 
 
 @njit(cache=True)
-def _space_invaders_reset(key, k):
+def _space_invaders_reset(g, key, k):
     return (np.int64(5), np.int64(-1), np.int64(12), np.int64(10), np.int64(0), np.int64(0), _WAVE, _ZERO, _ZERO,
             _ZERO, _ZERO, _ZERO)
 
@@ -757,8 +758,8 @@ def _seaquest_store(sc, j, g):
 
 
 @njit(cache=True)
-def _seaquest_reset(key, k):
-    g = np.zeros(_SQ_ROWS, np.int32)
+def _seaquest_reset(g, key, k):
+    g[1:] = 0  # in place: no allocation per episode
     g[_SQ_X], g[_SQ_OXYGEN], g[_SQ_SURFACED] = 5, 200, 1
     g[_SQ_SPAWN_SPEED], g[_SQ_SPAWN_TIMER], g[_SQ_DIVER_TIMER], g[_SQ_MOVE_SPEED] = 20, 20, 30, 5
     return g
