@@ -243,7 +243,7 @@ _MINATAR = dict(network="cnn", hidden=(128,), num_envs=16, lr=1e-3, gamma=0.99, 
 for _game in ("Breakout", "SpaceInvaders", "Freeway", "Asterix", "Seaquest"):
     PRESETS[_game.lower()] = DQNConfig(env_id=f"MinAtar/{_game}-v1", **_MINATAR)
 # Measured: Breakout (lr 1e-3) and SpaceInvaders (lr 5e-4: at 1e-3 one seed of three oscillated around 43 for
-# 15 minutes); Freeway, Asterix and Seaquest take Breakout's settings untried.
+# 15 minutes); Freeway, Asterix and Seaquest take Breakout's settings (tried in short runs only: bench/NOTES.md section 9).
 PRESETS["spaceinvaders"] = PRESETS["spaceinvaders"].replace(lr=5e-4)
 DEFAULT_PRESET = "fast"
 
