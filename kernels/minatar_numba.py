@@ -746,6 +746,13 @@ def _sq(field, slot):
     return _SQ_ENEMY + field * _SQ_SLOTS + slot
 
 
+@njit(inline="always")
+def _sq_free(g, first, fields):
+    """Empty the shot or diver slot at ``first`` (its alive flag; its fields ``2, 4, ..`` rows on)."""
+    for f in range(fields):
+        g[first + 2 * f] = 0
+
+
 @njit(cache=True)
 def _seaquest_load(sc, j):
     return sc[j]
@@ -831,12 +838,12 @@ def _seaquest_physics(g, a, ramping, key, k):
         if g[b] == 1:
             g[b + 2] += 1 if g[b + 6] == 1 else -1
             if g[b + 2] < 0 or g[b + 2] > 9:
-                g[b] = 0
+                _sq_free(g, b, 4)
             else:
                 s = _seaquest_pick(g, am, g[b + 2], g[b + 4], False, False)
                 if s >= 0:
                     am &= ~(np.int64(1) << s)
-                    g[b] = 0
+                    _sq_free(g, b, 4)
                     reward += 1
     # 5. divers, the newer first
     divers = np.int64(g[_SQ_DIVERS])
@@ -847,15 +854,15 @@ def _seaquest_physics(g, a, ramping, key, k):
         room = divers < 6
         if room and g[d + 2] == px and g[d + 4] == py:
             divers += 1
-            g[d] = 0
+            _sq_free(g, d, 5)
         elif g[d + 8] == 0:
             g[d + 8] = 5
             g[d + 2] += 1 if g[d + 6] == 1 else -1
             if g[d + 2] < 0 or g[d + 2] > 9:
-                g[d] = 0
+                _sq_free(g, d, 5)
             elif room and g[d + 2] == px and g[d + 4] == py:
                 divers += 1
-                g[d] = 0
+                _sq_free(g, d, 5)
         else:
             g[d + 8] -= 1
     # 6. enemies: contact, moves, shots meeting a moved enemy (older shot first, to the submarine, else fish,
@@ -891,7 +898,7 @@ def _seaquest_physics(g, a, ramping, key, k):
             if s >= 0:
                 can_hit &= ~(np.int64(1) << s)
                 am &= ~(np.int64(1) << s)
-                g[b] = 0
+                _sq_free(g, b, 4)
                 reward += 1
     while shooters:
         s = trailing_zeros(shooters)
@@ -939,16 +946,12 @@ def _seaquest_physics(g, a, ramping, key, k):
                     g[_SQ_SPAWN_SPEED] = spawn_speed - 1
                 g[_SQ_RAMP] += 1
     g[_SQ_X], g[_SQ_Y], g[_SQ_RIGHT], g[_SQ_OXYGEN], g[_SQ_DIVERS] = px, py, facing, oxygen, divers
-    # slots oldest first again (the newer of two shots or divers moves to slot 0), dead slots zeroed
+    # slots oldest first again (the newer of two shots or divers moves to slot 0); the dead are zeroed
     for first, fields in ((_SQ_SHOT, 4), (_SQ_DIVER, 5)):
         if g[first] == 0 and g[first + 1] == 1:
             for f in range(fields):
                 g[first + 2 * f] = g[first + 2 * f + 1]
-            g[first + 1] = 0
-        for slot in range(2):
-            if g[first + slot] == 0:
-                for f in range(1, fields):
-                    g[first + 2 * f + slot] = 0
+            _sq_free(g, first + 1, fields)
     dead = was & ~am
     while dead:
         s = trailing_zeros(dead)
