@@ -760,8 +760,22 @@ def _seaquest_load(sc, j):
 
 @njit(inline="always")
 def _seaquest_store(sc, j, g):
-    for r in range(1, _SQ_ROWS):
-        sc[j, r] = g[r]
+    """Nothing to do: ``g`` is ``sc[j]`` itself (physics and reset update it in place)."""
+
+
+@njit(inline="always")
+def _sq_alive(g):
+    """The live enemy slots as a bit mask."""
+    am = np.int64(0)
+    for s in range(_SQ_SLOTS):
+        am |= np.int64(g[_sq(0, s)]) << s
+    return am
+
+
+@njit(inline="always")
+def _sq_row(key, k, j):
+    """A spawn row 1-8 from uniform ``j``."""
+    return 1 + min(max(np.int64(np.floor(_uniform(key, k, j) * 8.0)), 0), 7)
 
 
 @njit(cache=True)
@@ -790,14 +804,12 @@ def _seaquest_pick(g, am, x, y, prefer_sub, newest):
 
 @njit(cache=True)
 def _seaquest_physics(g, a, ramping, key, k):
-    am = np.int64(0)  # alive enemies, bit per slot
-    for s in range(_SQ_SLOTS):
-        am |= np.int64(g[_sq(0, s)]) << s
+    am = _sq_alive(g)
     move_speed, spawn_speed = np.int64(g[_SQ_MOVE_SPEED]), np.int64(g[_SQ_SPAWN_SPEED])
     # 1. enemy spawn into the first free slot, unless the row holds an enemy heading the other way
     if g[_SQ_SPAWN_TIMER] == 0:
         from_left = _uniform(key, k, 2) < 0.5
-        row = 1 + min(max(np.int64(np.floor(_uniform(key, k, 4) * 8.0)), 0), 7)
+        row = _sq_row(key, k, 4)
         blocked = False
         m = am
         while m:
@@ -818,7 +830,7 @@ def _seaquest_physics(g, a, ramping, key, k):
     if g[_SQ_DIVER_TIMER] == 0:
         d = _SQ_DIVER + (1 if g[_SQ_DIVER] == 1 else 0)
         left = _uniform(key, k, 5) < 0.5
-        g[d], g[d + 2], g[d + 4] = 1, 0 if left else 9, 1 + min(max(np.int64(np.floor(_uniform(key, k, 6) * 8.0)), 0), 7)
+        g[d], g[d + 2], g[d + 4] = 1, 0 if left else 9, _sq_row(key, k, 6)
         g[d + 6], g[d + 8] = 1 if left else 0, 5
         g[_SQ_DIVER_TIMER] = 30
     # 3. the player's action
@@ -979,11 +991,13 @@ def _seaquest_observe(out, i, g):
         for x in range(10):
             if (m >> x) & 1:
                 out[i, 4, r + 1, x] = True
-    for s in range(_SQ_SLOTS):
-        if g[_sq(0, s)] == 1:
-            x, y = g[_sq(1, s)], g[_sq(2, s)]
-            _put(out, i, 6 if g[_sq(4, s)] == 1 else 5, y, x)
-            _put(out, i, 3, y, x + 1 - 2 * g[_sq(3, s)])
+    am = _sq_alive(g)
+    while am:
+        s = trailing_zeros(am)
+        am &= am - 1
+        x, y = g[_sq(1, s)], g[_sq(2, s)]
+        _put(out, i, 6 if g[_sq(4, s)] == 1 else 5, y, x)
+        _put(out, i, 3, y, x + 1 - 2 * g[_sq(3, s)])
     for x in range(max(g[_SQ_OXYGEN], 0) * 10 // 200):
         out[i, 7, 9, x] = True
     for x in range(9 - min(max(g[_SQ_DIVERS], 0), 9), 9):
