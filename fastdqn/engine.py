@@ -90,7 +90,7 @@ class Engine:
     non-native ids). ``net`` is the Q-network (default: the configs' ``network`` by name,
     :mod:`fastdqn.nets`); any object with the ``init/views/forward/backward`` interface works,
     e.g. :class:`~fastdqn.learner.AutogradQNet`. ``fuse``: run :meth:`collect` as the env's
-    fused numba kernel where it has one (CartPole; False: as tensor ops).
+    fused numba kernel where it has one (CartPole, Acrobot, MountainCar; False: as tensor ops).
     ``env_objects``: ``(env, eval_env, confirm_env)`` to adopt instead of making new ones (how
     :meth:`select` keeps Gymnasium sub-envs where they are).
     """
@@ -154,8 +154,10 @@ class Engine:
         self.iteration_fn = self.iteration
         self.phase = no_phase  # name -> context manager around each phase (fastdqn.profile sets timers)
         self._collect_kernel = None
-        if backend == "numba" and fuse and hasattr(self.env, "collect_kernel"):  # the env's fused CPU kernel
-            self._collect_kernel, env_buffers = self.env.collect_kernel()
+        offer = getattr(self.env, "collect_kernel", None)
+        fused = offer() if offer is not None and backend == "numba" and fuse and self.replay.packed else None
+        if fused is not None:  # the env's fused CPU kernel
+            self._collect_kernel, env_buffers = fused
             self._sample_idx = torch.zeros(k, self.width - n, dtype=torch.int64)
             self._no_idx = torch.zeros(k, 0, dtype=torch.int64)
             self._idx_np = {True: self._sample_idx.numpy(), False: self._no_idx.numpy()}
@@ -201,9 +203,10 @@ class Engine:
         transitions stored, episode bookkeeping and counters; returns this iteration's replay
         sample indices ``[K, gradient_steps * batch_size]`` (``[K, 0]`` when not learning).
 
-        With the numba env backend (CPU) and an env that offers one (``collect_kernel``: CartPole)
-        this is one fused kernel, :func:`fastdqn.kernels.cartpole_numba.collect` (~35 small tensor
-        ops cost more than the work); otherwise the tensor program below, which compiles and captures. Both compute the
+        With the numba env backend (CPU) and an env that offers one (``collect_kernel``: CartPole's
+        :func:`fastdqn.kernels.cartpole_numba.collect`, and :mod:`fastdqn.kernels.collect_numba`
+        around Acrobot's and MountainCar's step) this is one fused kernel (~35 small tensor ops
+        cost more than the work); otherwise the tensor program below, which compiles and captures. Both compute the
         same numbers in the same order (tested bit for bit)."""
         phase = self.phase
         if self._collect_kernel is not None and not torch.compiler.is_compiling():

@@ -75,13 +75,16 @@ class MLP:
         (and, with ``input_grad``, also dL/d(input) ``[K, B, obs_dim]``, for a network below this one).
 
         For each layer from the top: ``dW = h^T g``, ``db = sum(g)``, ``g <- (g W^T) * [h > 0]``
-        (h = the layer's input, a ReLU output).
+        (h = the layer's input, a ReLU output). ``dW`` is computed as ``(g^T h)^T`` where the
+        layer has fewer outputs than inputs: a product with only a few columns (the action values)
+        runs several times slower than its transpose on the CPU's BLAS (bench/NOTES.md).
         """
         rows = g.shape[1]
         grads = []
         for i in range(len(layers) - 1, -1, -1):
             h = inputs[i][:, :rows]
-            grads += [g.sum(1), torch.bmm(h.mT, g)]  # bias, weight (reversed below)
+            dw = torch.bmm(h.mT, g) if h.shape[2] <= g.shape[2] else torch.bmm(g.mT, h).mT
+            grads += [g.sum(1), dw]  # bias, weight (reversed below)
             if i > 0:
                 g = torch.ops.aten.threshold_backward(torch.bmm(g, layers[i][0].mT), h, 0.0)  # g * [h > 0]
         flat = torch.cat([t.reshape(t.shape[0], -1) for t in grads[::-1]], dim=1)

@@ -318,6 +318,39 @@ class VectorEnv:
         self._round.add_(1)
         return self.dyn.observe(_split(self.dyn, self._state))
 
+    def collect_kernel(self) -> tuple | None:
+        """The trainer's fused collect kernel for this env (numba backend, an env whose kernels
+        module lists its step in ``STEP_KERNELS``, vector observations; else None): ``(kernel, env
+        buffers)``. The kernel, built by :func:`fastdqn.kernels.collect_numba.kernel` around this
+        env's step kernel (threaded if :attr:`parallel`), does the epsilon-greedy act, the step,
+        the replay store and the episode bookkeeping in one call; the buffers are this env's
+        numpy views and scratch outputs, in the kernel's argument order."""
+        kernels = getattr(self.dyn, "kernels", None)
+        if self.backend != "numba" or kernels is None or len(self.spec.obs_shape) != 1:
+            return None
+        steps = getattr(importlib.import_module(f"fastdqn.kernels.{kernels}"), "STEP_KERNELS", {})
+        if self.dyn.prefix not in steps:
+            return None
+        from fastdqn.kernels import collect_numba
+
+        threaded, serial, extra = steps[self.dyn.prefix]
+        parallel = self.parallel
+        kernel = collect_numba.kernel(f"{self.dyn.prefix}{'' if parallel else '_serial'}",
+                                      threaded if parallel else serial, parallel)
+        if parallel:
+            bare = kernel
+
+            def kernel(*args):
+                with torch_threads_kept():
+                    bare(*args)
+
+        n, d, np_dtype = self.num_envs, self.spec.obs_shape[0], _NP[self.dtype]
+        scratch = (np.zeros(n, dtype=np.int64), np.zeros((d, n), dtype=np_dtype), np.zeros((d, n), dtype=np_dtype),
+                   np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_))
+        state, elapsed, keys, round_ = self._np
+        return kernel, (self.n_actions, state, elapsed, keys, round_, self.max_episode_steps, self.group_size,
+                        self._consts, extra, *scratch)
+
     def new_outputs(self) -> StepResult:
         """Output tensors for ``step(actions, out=...)`` (observations ``[N, *obs_shape]`` in the
         env's observation dtype, reward float32, terminated and truncated bool)."""

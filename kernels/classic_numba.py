@@ -367,3 +367,11 @@ def mountaincar_rollout(state, elapsed, keys, round_, max_steps, group_size, con
     kernel = _mountaincar_rollout if parallel else _mountaincar_rollout_serial
     kernel(state, elapsed, keys, round_, max_steps, group_size, consts, actions, action_key, n_actions, reward_sum,
            episodes)
+
+
+STEP_KERNELS = {
+    "acrobot": (_acrobot_step, _acrobot_step_serial, (_POW_EXPONENT,)),
+    "mountaincar": (_mountaincar_step, _mountaincar_step_serial, ()),
+}
+"""prefix -> (threaded step kernel, serial step kernel, the arguments they take after ``truncated``):
+what :mod:`fastdqn.kernels.collect_numba` fuses into the trainer's collect step."""

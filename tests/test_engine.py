@@ -491,24 +491,46 @@ def test_evaluate_is_greedy_per_agent():
     assert torch.equal(engine.obs, obs)  # evaluation leaves the training envs alone
 
 
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"])
 @pytest.mark.parametrize("agents", [1, 3])
-def test_fused_numba_collect_equals_the_tensor_program(agents):
+def test_fused_numba_collect_equals_the_tensor_program(agents, env_id):
     """The CPU fast path (one numba kernel for act, step, store, bookkeeping and the sample
-    indices) computes exactly what the engine's tensor program computes with the same numba
-    env: parameters, replay rings, observations, running returns and counters bit for bit."""
-    cfg = preset("fast").replace(num_envs=4, batch_size=32, learning_starts=64, buffer_size=500, hidden=(16, 16),
-                                 eps_decay=0.2, total_steps=4000, torch_threads=1)
+    indices: CartPole's own, and the generic one around Acrobot's and MountainCar's step kernels)
+    computes exactly what the engine's tensor program computes with the same numba env:
+    parameters, replay rings, observations, running returns and counters bit for bit."""
+    cfg = preset("fast").replace(env_id=env_id, num_envs=4, batch_size=32, learning_starts=64, buffer_size=500,
+                                 hidden=(16, 16), eps_decay=0.2, total_steps=4000, torch_threads=1)
     configs = [cfg.replace(seed=7 + k, eps_start=1.0 - 0.2 * k) for k in range(agents)]
     fused = Engine(configs, backend="numba", fuse=True)
     plain = Engine(configs, backend="numba", fuse=False)
     assert fused._collect_kernel is not None and plain._collect_kernel is None
-    for _ in range(300):  # wraps the 500-row rings, many episode ends and resets
+    for _ in range(520):  # wraps the 500-row rings; episode ends and resets (truncations at 200, 400 or 500)
         fused.step()
         plain.step()
     for name in ("obs", "ep_return", "finished", "finished_return", "env_steps", "draws"):
         assert torch.equal(getattr(fused, name), getattr(plain, name)), name
     assert torch.equal(fused.learner.params, plain.learner.params)
     assert torch.equal(fused.replay.data, plain.replay.data)
-    assert int(fused.replay.pos) == int(plain.replay.pos) == 300 * 4 % 500
+    assert int(fused.replay.pos) == int(plain.replay.pos) == 520 * 4 % 500
     assert torch.equal(fused.env.state, plain.env.state) and torch.equal(fused.env.elapsed_steps, plain.env.elapsed_steps)
-    assert float(fused.finished.sum()) > 10  # episodes really ended
+    assert float(fused.finished.sum()) >= 4 * agents  # episodes really ended
+
+
+def test_threaded_fused_collect_equals_the_tensor_program(monkeypatch):
+    """The threaded variant of the generic fused collect (batches at or above the calibrated
+    switch: here forced to 256 envs) computes what the tensor program computes, bit for bit."""
+    monkeypatch.setenv("FASTDQN_PARALLEL_MIN_ENVS", "256")
+    cfg = preset("mountaincar").replace(num_envs=256, batch_size=16, learning_starts=512, buffer_size=3000,
+                                        hidden=(8,), train_frequency=2, gradient_steps=1, torch_threads=1)
+    configs = [cfg.replace(seed=3 + k) for k in range(2)]
+    fused = Engine(configs, backend="numba", fuse=True)
+    plain = Engine(configs, backend="numba", fuse=False)
+    assert fused.env.parallel and fused._collect_kernel is not None
+    for _ in range(210):  # every env truncates at 200
+        fused.step()
+        plain.step()
+    for name in ("obs", "ep_return", "finished", "finished_return", "env_steps", "draws"):
+        assert torch.equal(getattr(fused, name), getattr(plain, name)), name
+    assert torch.equal(fused.learner.params, plain.learner.params)
+    assert torch.equal(fused.replay.data, plain.replay.data)
+    assert float(fused.finished.sum()) == 2 * 256
