@@ -189,11 +189,11 @@ class Engine:
             eps = self.epsilon()
         idx = self.collect(greedy, eps, learn)  # act (epsilon-greedy), env step, store, bookkeeping
         if learn:
+            with phase("sample"):
+                batches = self.replay.gather(idx)  # every update's batch in one gather
             for g in range(cfg.gradient_steps):
-                with phase("sample"):
-                    batch = self.replay.gather(idx[:, g * b:(g + 1) * b])
                 with phase("update"):
-                    self.last_loss.copy_(self.learner.gradient_step(batch))
+                    self.last_loss.copy_(self.learner.gradient_step(batches.rows(g * b, (g + 1) * b)))
                 with phase("target"):
                     self.learner.update_target()
         return self.last_loss

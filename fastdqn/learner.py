@@ -311,6 +311,10 @@ class Learner:
         self.period = period.clamp_(min=1)  # 0: a copy after every update
         self.grad_clip = _column(grad_clip, k, dev)
         self.clips = bool((self.grad_clip > 0).any())  # fixed by the config: no per-step host read
+        # on the CPU (eager) reading the update counter costs nothing, so the target pass is
+        # skipped when no agent is due a copy (hard copies only); elsewhere it runs every update
+        self._host_check = dev.type == "cpu" and not bool(self.polyak.any())
+        self._periods = sorted(set(self.period.view(-1).tolist()))
         self.active = torch.ones(k, 1, dtype=torch.float32, device=dev)
         self.lr_active = self.lr.clone()
         self.updates = torch.zeros((), dtype=torch.int64, device=dev)
@@ -371,6 +375,10 @@ class Learner:
     @torch.no_grad()
     def update_target(self) -> None:
         """Move the target towards the online parameters (after :meth:`gradient_step`)."""
+        if self._host_check and not torch.compiler.is_compiling():
+            u = int(self.updates)
+            if all(u % p for p in self._periods):
+                return
         hard = (self.updates % self.period == 0).to(self.tau.dtype)
         self.target.lerp_(self.params, torch.where(self.polyak, self.tau, hard) * self.active)
 

@@ -16,6 +16,10 @@ class Batch(NamedTuple):
     terminated: torch.Tensor  # [K, B] 0/1 float: no bootstrap
     truncated: torch.Tensor  # [K, B] 0/1 float: bootstrap from next_obs (time limit, not a real end)
 
+    def rows(self, start: int, stop: int) -> Batch:
+        """Transitions ``start:stop`` of every agent (views)."""
+        return Batch(*(t[:, start:stop] for t in self))
+
 
 class ReplayBuffer:
     """K rings of ``capacity`` transitions, allocated once on ``device``.
