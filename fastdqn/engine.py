@@ -32,11 +32,16 @@ from fastdqn.cartpole import keep_freed_memory
 from fastdqn.config import ConfigError, DQNConfig
 from fastdqn.kernels import rng
 from fastdqn.kernels.rng import as_signed, lsr, mix64
-from fastdqn.learner import Learner
+from fastdqn.learner import MLP, Learner
 from fastdqn.replay import ReplayBuffer
 
 # Fields that may differ between the agents of one population (applied as [K] tensors).
 PER_AGENT_FIELDS = ("seed", "lr", "gamma", "eps_start", "eps_end", "eps_decay", "tau", "target_period", "grad_clip")
+
+NUMBA_ACT_MACS = 1 << 18
+"""The act step runs the numba MLP loop (:mod:`fastdqn.kernels.mlp_numba`) up to this many multiply-adds
+per iteration (agents x envs x the net's per-observation count; numba env backend), the network's
+tensor forward above it."""
 EVAL_SEED_OFFSET = 1_000_003  # eval envs of agent k reset from seed_k + this
 CONFIRM_SEED_OFFSET = 2_000_029  # confirmation envs of agent k reset from seed_k + this
 _STREAM = 0x5DEECE66D  # separates the exploration/sampling stream from the env-reset stream
@@ -90,7 +95,8 @@ class Engine:
     non-native ids). ``net`` is the Q-network (default: the configs' ``network`` by name,
     :mod:`fastdqn.nets`); any object with the ``init/views/forward/backward`` interface works,
     e.g. :class:`~fastdqn.learner.AutogradQNet`. ``fuse``: run :meth:`collect` as the env's
-    fused numba kernel where it has one (CartPole, Acrobot, MountainCar; False: as tensor ops).
+    fused numba kernel where it has one (CartPole, Acrobot, MountainCar), and the act step's MLP
+    as a numba loop for small batches (False: both as tensor ops).
     ``env_objects``: ``(env, eval_env, confirm_env)`` to adopt instead of making new ones (how
     :meth:`select` keeps Gymnasium sub-envs where they are).
     """
@@ -153,6 +159,15 @@ class Engine:
         self.host_updates = 0
         self.iteration_fn = self.iteration
         self.phase = no_phase  # name -> context manager around each phase (fastdqn.profile sets timers)
+        self._act_kernel = None
+        if (backend == "numba" and fuse and isinstance(self.net, MLP) and spec.obs_dtype == torch.float32
+                and k * n * self.net.macs <= NUMBA_ACT_MACS):  # a dozen tensor ops would cost more than the arithmetic
+            from fastdqn.kernels import mlp_numba
+
+            self._greedy = torch.zeros(k, n, dtype=torch.int64)
+            self._act_kernel = mlp_numba.greedy
+            self._act_args = (self.learner.params.numpy(), np.array(self.net.sizes, dtype=np.int64),
+                              self.obs.numpy().reshape(k, n, -1), self._greedy.numpy())
         self._collect_kernel = None
         offer = getattr(self.env, "collect_kernel", None)
         fused = offer() if offer is not None and backend == "numba" and fuse and self.replay.packed else None
@@ -185,7 +200,7 @@ class Engine:
         Returns the per-agent loss of the last update (device tensor; zeros before learning)."""
         cfg, b, phase = self.cfg, self.cfg.batch_size, self.phase
         with phase("act"):
-            greedy = self.net.forward(self.learner.param_views, self.obs)[0].argmax(dim=2)
+            greedy = self.greedy_actions()
             eps = self.epsilon()
         idx = self.collect(greedy, eps, learn)  # act (epsilon-greedy), env step, store, bookkeeping
         if learn:
@@ -197,6 +212,15 @@ class Engine:
                 with phase("target"):
                     self.learner.update_target()
         return self.last_loss
+
+    def greedy_actions(self) -> torch.Tensor:
+        """Each agent's greedy actions ``[K, N]`` for its current observations: the network's
+        forward and argmax, or on the numba backend with an MLP and a small batch
+        (:data:`NUMBA_ACT_MACS`) one numba loop, :func:`fastdqn.kernels.mlp_numba.greedy`."""
+        if self._act_kernel is not None and not torch.compiler.is_compiling():
+            self._act_kernel(*self._act_args)
+            return self._greedy
+        return self.net.forward(self.learner.param_views, self.obs)[0].argmax(dim=2)
 
     def collect(self, greedy: torch.Tensor, eps: torch.Tensor, learn: bool) -> torch.Tensor:
         """Epsilon-greedy actions from ``greedy [K, N]`` and ``eps [K, 1]``, the env step, the

@@ -39,6 +39,7 @@ class MLP:
         self.obs_dim, self.n_actions = obs_dim, n_actions
         self.sizes = [obs_dim, *hidden, n_actions]
         self.num_params = sum(i * o + o for i, o in zip(self.sizes[:-1], self.sizes[1:]))
+        self.macs = sum(i * o for i, o in zip(self.sizes[:-1], self.sizes[1:]))  # multiply-adds per observation
 
     def init(self, generator: torch.Generator) -> torch.Tensor:
         """One agent's initial parameters ``[P]`` (as ``nn.Linear`` initialises its layers)."""
@@ -67,7 +68,7 @@ class MLP:
             inputs.append(x)
             x = torch.baddbmm(b, x, w)
             if i < len(layers) - 1:
-                x = torch.relu(x)
+                x = x.relu_()
         return x, inputs
 
     def backward(self, layers, inputs, g: torch.Tensor, input_grad: bool = False):
@@ -311,6 +312,7 @@ class Learner:
         self.period = period.clamp_(min=1)  # 0: a copy after every update
         self.grad_clip = _column(grad_clip, k, dev)
         self.clips = bool((self.grad_clip > 0).any())  # fixed by the config: no per-step host read
+        self.clips_all = bool((self.grad_clip > 0).all())
         # on the CPU (eager) reading the update counter costs nothing, so the target pass is
         # skipped when no agent is due a copy (hard copies only); elsewhere it runs every update
         self._host_check = dev.type == "cpu" and not bool(self.polyak.any())
@@ -366,8 +368,8 @@ class Learner:
         loss, grads = self.loss_and_grads(batch)
         if self.clips:  # as torch.nn.utils.clip_grad_norm_, per agent; grad_clip 0 leaves an agent unclipped
             norm = torch.linalg.vector_norm(grads, dim=1, keepdim=True)
-            scale = torch.where(self.grad_clip > 0, (self.grad_clip / (norm + 1e-6)).clamp(max=1.0), 1.0)
-            grads = grads * scale
+            scale = (self.grad_clip / (norm + 1e-6)).clamp_(max=1.0)
+            grads = grads.mul_(scale if self.clips_all else torch.where(self.grad_clip > 0, scale, 1.0))
         self.optimizer.step(grads, self.lr_active)
         self.updates.add_(1)
         return loss

@@ -502,8 +502,9 @@ def test_fused_numba_collect_equals_the_tensor_program(agents, env_id):
                                  hidden=(16, 16), eps_decay=0.2, total_steps=4000, torch_threads=1)
     configs = [cfg.replace(seed=7 + k, eps_start=1.0 - 0.2 * k) for k in range(agents)]
     fused = Engine(configs, backend="numba", fuse=True)
-    plain = Engine(configs, backend="numba", fuse=False)
-    assert fused._collect_kernel is not None and plain._collect_kernel is None
+    plain = Engine(configs, backend="numba", fuse=True)
+    plain._collect_kernel = None  # the tensor program; both act through the numba MLP loop (tested below)
+    assert fused._collect_kernel is not None and fused._act_kernel is not None
     for _ in range(520):  # wraps the 500-row rings; episode ends and resets (truncations at 200, 400 or 500)
         fused.step()
         plain.step()
@@ -521,11 +522,11 @@ def test_threaded_fused_collect_equals_the_tensor_program(monkeypatch):
     switch: here forced to 256 envs) computes what the tensor program computes, bit for bit."""
     monkeypatch.setenv("FASTDQN_PARALLEL_MIN_ENVS", "256")
     cfg = preset("mountaincar").replace(num_envs=256, batch_size=16, learning_starts=512, buffer_size=3000,
-                                        hidden=(8,), train_frequency=2, gradient_steps=1, torch_threads=1)
+                                        hidden=(256,), train_frequency=2, gradient_steps=1, torch_threads=1)
     configs = [cfg.replace(seed=3 + k) for k in range(2)]
     fused = Engine(configs, backend="numba", fuse=True)
     plain = Engine(configs, backend="numba", fuse=False)
-    assert fused.env.parallel and fused._collect_kernel is not None
+    assert fused.env.parallel and fused._collect_kernel is not None and fused._act_kernel is None  # 512 x 1280 MACs
     for _ in range(210):  # every env truncates at 200
         fused.step()
         plain.step()
@@ -534,3 +535,24 @@ def test_threaded_fused_collect_equals_the_tensor_program(monkeypatch):
     assert torch.equal(fused.learner.params, plain.learner.params)
     assert torch.equal(fused.replay.data, plain.replay.data)
     assert float(fused.finished.sum()) == 2 * 256
+
+
+@pytest.mark.parametrize("hidden", [(16, 16), (64, 64), (256,)])
+def test_numba_act_picks_the_argmax_of_the_tensor_forward(hidden):
+    """The act step's numba MLP loop returns the argmax of the network's tensor forward (where
+    the two best action values are not within rounding of each other), for several agents."""
+    from fastdqn.kernels.mlp_numba import greedy
+
+    net = MLP(6, 3, hidden)
+    params = torch.stack([net.init(torch.Generator().manual_seed(s)) for s in range(3)])
+    obs = torch.randn(3, 500, 6, generator=torch.Generator().manual_seed(1)) * 3
+    q = net.forward(net.views(params), obs)[0]
+    out = torch.full((3, 500), -1, dtype=torch.int64)
+    greedy(params.numpy(), np.array(net.sizes, dtype=np.int64), obs.numpy(), out.numpy())
+    top2 = q.topk(2, dim=2).values
+    clear = (top2[..., 0] - top2[..., 1]) > 1e-4 * top2[..., 0].abs().clamp(min=1)
+    assert clear.float().mean() > 0.95
+    assert torch.equal(out[clear], q.argmax(dim=2)[clear])
+    engine = Engine([preset("mountaincar").replace(hidden=hidden, torch_threads=1)], backend="numba")
+    assert engine._act_kernel is not None  # one env per agent: the act step takes this loop
+    assert torch.equal(engine.greedy_actions(), engine.net.forward(engine.learner.param_views, engine.obs)[0].argmax(2))
