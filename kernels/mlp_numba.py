@@ -24,6 +24,7 @@ def greedy(params, sizes, obs, out):
     x = np.empty(width, dtype=np.float32)
     y = np.empty(width, dtype=np.float32)
     for k in range(k_agents):
+        p = params[k]  # 1-D slices: the inner loop then vectorises (2-D indexing ran ~6x slower)
         for e in range(n):
             d_in = sizes[0]
             for i in range(d_in):
@@ -32,16 +33,16 @@ def greedy(params, sizes, obs, out):
             for layer in range(layers):
                 d_out = sizes[layer + 1]
                 b = off + d_in * d_out
-                for o in range(d_out):
-                    y[o] = params[k, b + o]
+                acc = y[:d_out]
+                acc[:] = p[b:b + d_out]
                 for i in range(d_in):
                     xi = x[i]
-                    row = off + i * d_out
+                    w = p[off + i * d_out:off + (i + 1) * d_out]
                     for o in range(d_out):
-                        y[o] += xi * params[k, row + o]
+                        acc[o] += xi * w[o]
                 relu = layer < layers - 1
                 for o in range(d_out):
-                    v = y[o]
+                    v = acc[o]
                     x[o] = v if (v > np.float32(0.0) or not relu) else np.float32(0.0)
                 off = b + d_out
                 d_in = d_out
