@@ -39,7 +39,7 @@ def profile(pythonpath: str | None, args: list[str], iterations: int, out: Path)
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
     report = json.loads((out / "profile.json").read_text())
     return {"unprofiled_iteration_us": report["unprofiled_iteration_us"],
-            "phases_mean_us": {name: p["mean_us"] for name, p in report["phases"].items()}}
+            "phases_mean_us": {p["phase"]: p["mean_us"] for p in report["phases"]}}
 
 
 def main() -> None:
@@ -74,7 +74,7 @@ def main() -> None:
             result["cases"][name] = case
             print(f"{name}: old {case['old']['median_iteration_us']:.1f} us, new "
                   f"{case['new']['median_iteration_us']:.1f} us, ratio {case['ratio_new_over_old']:.3f}")
-    write_json(a.out, result)
+    write_json(f"{a.out}.json", result)
 
 
 if __name__ == "__main__":
