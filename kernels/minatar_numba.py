@@ -162,9 +162,10 @@ def _sticky(a, prev, key, k, j, sticky):
 
 @njit(inline="always")
 def _gather(state, first, m):
-    """Envs ``first .. first + m`` of ``state [S, N]`` as a ``[CHUNK, S]`` block (one row per env):
+    """Envs ``first .. first + m`` of ``state [S, N]`` as a ``[CHUNK, S + 1]`` block (one row per env,
+    and a spare column a game may use while the chunk runs: Seaquest keeps its live-enemy mask there):
     reading the state row by row keeps to a few pages at a time."""
-    sc = np.empty((CHUNK, state.shape[0]), np.int32)
+    sc = np.empty((CHUNK, state.shape[0] + 1), np.int32)
     for r in range(state.shape[0]):
         for j in range(m):
             sc[j, r] = state[r, first + j]
@@ -738,6 +739,8 @@ _SQ_ESHOTS = 32  # right-moving masks of grid rows 1-8, then the left-moving one
 _SQ_ENEMY = 48  # alive, x, y, right, submarine, move timer, fire timer, entry number: 32 slots each
 _SQ_SLOTS = 32
 _SQ_ROWS = _SQ_ENEMY + 8 * _SQ_SLOTS
+_SQ_MASK = _SQ_ROWS  # the chunk's spare column: the live enemy slots as a bit mask, kept up to date by the physics
+_SQ_ALL = np.int64(0xFFFFFFFF)
 
 
 @njit(inline="always")
@@ -753,9 +756,11 @@ def _sq_free(g, first, fields):
         g[first + 2 * f] = 0
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _seaquest_load(sc, j):
-    return sc[j]
+    g = sc[j]
+    g[_SQ_MASK] = _sq_alive(g)
+    return g
 
 
 @njit(inline="always")
@@ -778,7 +783,7 @@ def _sq_row(key, k, j):
     return 1 + min(max(np.int64(np.floor(_uniform(key, k, j) * 8.0)), 0), 7)
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _seaquest_reset(g, key, k):
     g[1:] = 0  # in place: no allocation per episode
     g[_SQ_X], g[_SQ_OXYGEN], g[_SQ_SURFACED] = 5, 200, 1
@@ -802,9 +807,9 @@ def _seaquest_pick(g, am, x, y, prefer_sub, newest):
     return best
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _seaquest_physics(g, a, ramping, key, k):
-    am = _sq_alive(g)
+    am = np.int64(g[_SQ_MASK]) & _SQ_ALL
     move_speed, spawn_speed = np.int64(g[_SQ_MOVE_SPEED]), np.int64(g[_SQ_SPAWN_SPEED])
     # 1. enemy spawn into the first free slot, unless the row holds an enemy heading the other way
     if g[_SQ_SPAWN_TIMER] == 0:
@@ -817,7 +822,7 @@ def _seaquest_physics(g, a, ramping, key, k):
             m &= m - 1
             if g[_sq(2, s)] == row and (g[_sq(3, s)] == 1) != from_left:
                 blocked = True
-        if not blocked and am != np.int64(0xFFFFFFFF):
+        if not blocked and am != _SQ_ALL:
             s = trailing_zeros(~am)
             am |= np.int64(1) << s
             g[_sq(0, s)], g[_sq(1, s)], g[_sq(2, s)] = 1, 0 if from_left else 9, row
@@ -970,6 +975,7 @@ def _seaquest_physics(g, a, ramping, key, k):
         dead &= dead - 1
         for f in range(8):
             g[_sq(f, s)] = 0
+    g[_SQ_MASK] = np.int32(am)  # bit 31 wraps to the sign: read back masked with _SQ_ALL
     return g, reward, terminal
 
 
@@ -991,7 +997,7 @@ def _seaquest_observe(out, i, g):
         for x in range(10):
             if (m >> x) & 1:
                 out[i, 4, r + 1, x] = True
-    am = _sq_alive(g)
+    am = np.int64(g[_SQ_MASK]) & _SQ_ALL
     while am:
         s = trailing_zeros(am)
         am &= am - 1
