@@ -14,13 +14,13 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from .collect_numba import advance_counters, epsilon_greedy, sample_indices
 from .rng_numba import GOLDEN_U64 as _GOLDEN
 from .rng_numba import mix64 as _mix64
 from .rng_numba import uniform_pair
 
 _ONE = np.uint64(1)
 _TWO = np.uint64(2)
-_S32 = np.uint64(32)
 
 
 # pi/2 split in two doubles (Cody-Waite): k * _PIO2_HI is exact for |k| < 2**20.
@@ -275,19 +275,12 @@ def collect(greedy, eps, keys, draws, width, state, elapsed, max_steps, env_keys
     size_after = min(size[()] + n, cap)
     base = np.uint64(draws[()]) * np.uint64(width)
     rnd = np.uint64(round_[0])
-    two = np.float32(2.0)
     for k in prange(k_agents):
         key = np.uint64(keys[k])
-        e = eps[k]
-        e_safe = max(e, np.float32(1e-30))
         fin = np.float32(0.0)
         fin_ret = np.float32(0.0)
         for i in range(n):
-            h = _mix64(key + (base + np.uint64(i)) * _GOLDEN)
-            u = np.float32(h >> np.uint64(40)) * np.float32(5.9604644775390625e-08)  # 2**-24
-            a = greedy[k, i]
-            if u < e:
-                a = np.int64(min(u * two / e_safe, np.float32(1.0)))  # (u * A) / eps, as the tensor path
+            a = epsilon_greedy(key, base, i, eps[k], greedy[k, i], 2)
             j = k * n + i
             row = (p0 + i) % cap
             for d in range(4):
@@ -320,13 +313,8 @@ def collect(greedy, eps, keys, draws, width, state, elapsed, max_steps, env_keys
             ep_return[k, i] = ret
         finished[k] += fin
         finished_return[k] += fin_ret
-        for b in range(sample_idx.shape[1]):
-            h = _mix64(key + (base + np.uint64(n + b)) * _GOLDEN)
-            sample_idx[k, b] = np.int64(((h >> _S32) * np.uint64(size_after)) >> _S32)
-    pos[()] = (p0 + n) % cap
-    size[()] = size_after
-    env_steps[()] += n
-    draws[()] += 1
+        sample_indices(key, base, n, size_after, sample_idx[k])
+    advance_counters(pos, size, env_steps, draws, p0, n, cap, size_after)
     round_[0] += 1
 
 

@@ -18,6 +18,8 @@ order and precision (the tests hold the two equal bit for bit):
 
 Each env's kernels come from :func:`kernel`, which compiles the template below once per step
 kernel (threaded or serial), with the step as a global so that numba's disk cache finds it again.
+The epsilon-greedy draw, the sample indices and the counters are helpers that CartPole's own
+fused kernel (:func:`fastdqn.kernels.cartpole_numba.collect`) shares.
 """
 
 import types as types_module
@@ -33,6 +35,34 @@ _S40 = np.uint64(40)
 _INV_2_24 = np.float32(5.9604644775390625e-08)
 
 
+@njit(inline="always")
+def epsilon_greedy(key, base, i, eps, greedy_action, n_actions):
+    """Env ``i``'s action from word ``base + i`` of the agent's stream: u = top 24 bits / 2**24;
+    explore if u < eps, then ``min(u * A / eps, A - 1)`` (float32, as the tensor path), else ``greedy_action``."""
+    h = _mix64(key + (base + np.uint64(i)) * _GOLDEN)
+    u = np.float32(h >> _S40) * _INV_2_24
+    if u < eps:
+        return np.int64(min(u * np.float32(n_actions) / max(eps, np.float32(1e-30)), np.float32(n_actions - 1)))
+    return greedy_action
+
+
+@njit(inline="always")
+def sample_indices(key, base, n, size_after, out):
+    """Replay sample index b from word ``base + n + b``: ``(h >> 32) * size_after >> 32``, into ``out [B]``."""
+    for b in range(out.shape[0]):
+        h = _mix64(key + (base + np.uint64(n + b)) * _GOLDEN)
+        out[b] = np.int64(((h >> _S32) * np.uint64(size_after)) >> _S32)
+
+
+@njit(inline="always")
+def advance_counters(pos, size, env_steps, draws, p0, n, cap, size_after):
+    """The 0-d counters after a vector step of ``n`` transitions per agent written from ``p0``."""
+    pos[()] = (p0 + n) % cap
+    size[()] = size_after
+    env_steps[()] += n
+    draws[()] += 1
+
+
 def _collect_template(greedy, eps, keys, draws, width, n_actions, state, elapsed, env_keys, round_, max_steps,
                       group_size, c, extra, actions, step_obs, step_final, step_reward, step_term, step_trunc, replay,
                       pos, size, obs, ep_return, finished, finished_return, env_steps, sample_idx):
@@ -42,19 +72,10 @@ def _collect_template(greedy, eps, keys, draws, width, n_actions, state, elapsed
     p0 = pos[()]
     size_after = min(size[()] + n, cap)
     base = np.uint64(draws[()]) * np.uint64(width)
-    a_f = np.float32(n_actions)
-    a_max = np.float32(n_actions - 1)
     for k in prange(k_agents):
         key = np.uint64(keys[k])
-        e = eps[k]
-        e_safe = max(e, np.float32(1e-30))
         for i in range(n):
-            h = _mix64(key + (base + np.uint64(i)) * _GOLDEN)
-            u = np.float32(h >> _S40) * _INV_2_24
-            a = greedy[k, i]
-            if u < e:
-                a = np.int64(min(u * a_f / e_safe, a_max))
-            actions[k * n + i] = a
+            actions[k * n + i] = epsilon_greedy(key, base, i, eps[k], greedy[k, i], n_actions)
     _STEP(state, elapsed, env_keys, round_, actions, max_steps, group_size, c, step_obs, step_final, step_reward,
           step_term, step_trunc, *extra)
     for k in prange(k_agents):
@@ -79,14 +100,8 @@ def _collect_template(greedy, eps, keys, draws, width, n_actions, state, elapsed
             ep_return[k, i] = ret
         finished[k] += fin
         finished_return[k] += fin_ret
-        key = np.uint64(keys[k])
-        for b in range(sample_idx.shape[1]):
-            h = _mix64(key + (base + np.uint64(n + b)) * _GOLDEN)
-            sample_idx[k, b] = np.int64(((h >> _S32) * np.uint64(size_after)) >> _S32)
-    pos[()] = (p0 + n) % cap
-    size[()] = size_after
-    env_steps[()] += n
-    draws[()] += 1
+        sample_indices(np.uint64(keys[k]), base, n, size_after, sample_idx[k])
+    advance_counters(pos, size, env_steps, draws, p0, n, cap, size_after)
 
 
 _compiled: dict = {}

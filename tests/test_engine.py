@@ -491,6 +491,14 @@ def test_evaluate_is_greedy_per_agent():
     assert torch.equal(engine.obs, obs)  # evaluation leaves the training envs alone
 
 
+def _assert_same_training_state(fused, plain):
+    """Observations, running returns, counters, parameters and replay rings equal bit for bit."""
+    for name in ("obs", "ep_return", "finished", "finished_return", "env_steps", "draws"):
+        assert torch.equal(getattr(fused, name), getattr(plain, name)), name
+    assert torch.equal(fused.learner.params, plain.learner.params)
+    assert torch.equal(fused.replay.data, plain.replay.data)
+
+
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"])
 @pytest.mark.parametrize("agents", [1, 3])
 def test_fused_numba_collect_equals_the_tensor_program(agents, env_id):
@@ -508,10 +516,7 @@ def test_fused_numba_collect_equals_the_tensor_program(agents, env_id):
     for _ in range(520):  # wraps the 500-row rings; episode ends and resets (truncations at 200, 400 or 500)
         fused.step()
         plain.step()
-    for name in ("obs", "ep_return", "finished", "finished_return", "env_steps", "draws"):
-        assert torch.equal(getattr(fused, name), getattr(plain, name)), name
-    assert torch.equal(fused.learner.params, plain.learner.params)
-    assert torch.equal(fused.replay.data, plain.replay.data)
+    _assert_same_training_state(fused, plain)
     assert int(fused.replay.pos) == int(plain.replay.pos) == 520 * 4 % 500
     assert torch.equal(fused.env.state, plain.env.state) and torch.equal(fused.env.elapsed_steps, plain.env.elapsed_steps)
     assert float(fused.finished.sum()) >= 4 * agents  # episodes really ended
@@ -530,10 +535,7 @@ def test_threaded_fused_collect_equals_the_tensor_program(monkeypatch):
     for _ in range(210):  # every env truncates at 200
         fused.step()
         plain.step()
-    for name in ("obs", "ep_return", "finished", "finished_return", "env_steps", "draws"):
-        assert torch.equal(getattr(fused, name), getattr(plain, name)), name
-    assert torch.equal(fused.learner.params, plain.learner.params)
-    assert torch.equal(fused.replay.data, plain.replay.data)
+    _assert_same_training_state(fused, plain)
     assert float(fused.finished.sum()) == 2 * 256
 
 
