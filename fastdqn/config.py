@@ -16,7 +16,7 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "loss": ("mse", "huber"),
     "eps_schedule": ("exp", "linear"),
-    "compile": ("auto", "none", "default", "reduce-overhead", "max-autotune"),
+    "compile": ("auto", "none", "graph", "default", "reduce-overhead", "max-autotune"),
 }
 
 
@@ -73,9 +73,10 @@ class DQNConfig:
                                 "threshold and the confirmation did too)")
     # system
     device: str = _f("auto", "auto (cuda if available), cpu or cuda")
-    compile: str = _f("auto", "torch.compile mode for the training iteration: none, default, reduce-overhead, "
-                      "max-autotune; auto = none (on a CPU the compile outlasts the run; on an H200 the compiled update "
-                      "was slower than eager)")
+    compile: str = _f("auto", "how the training iteration runs: none (eager), graph (CUDA only: each iteration "
+                      "replayed as one captured CUDA graph; solved agents are masked, not dropped), or a torch.compile "
+                      "mode: default, reduce-overhead, max-autotune; auto = none (on a CPU the compile outlasts the run; "
+                      "on an H200 the compiled update was slower than eager)")
     torch_threads: int = _f(0, "torch intra-op threads on CPU; 0 = auto: 1 for a single agent (its small matrix "
                             "products run best on one), all cores for a population")
     seed: int = _f(0, "seed for network init, exploration, sampling and env resets")

@@ -261,21 +261,39 @@ class Engine:
             self.draws.add_(1)
         return (lsr(bits[:, n:], 32) * self.replay.size) >> 32  # uniform indices into the filled rows
 
-    def learns_next(self) -> bool:
-        """Whether the next iteration updates (from host counters that advance deterministically)."""
-        steps = self.host_env_steps + self.num_envs
-        return steps >= self.cfg.learning_starts and (self.host_iterations + 1) % self.cfg.train_frequency == 0
+    def learns_next(self, ahead: int = 0) -> bool:
+        """Whether the iteration ``ahead`` after the next one updates (from host counters that
+        advance deterministically)."""
+        steps = self.host_env_steps + (ahead + 1) * self.num_envs
+        return steps >= self.cfg.learning_starts and (self.host_iterations + ahead + 1) % self.cfg.train_frequency == 0
 
     def step(self) -> int:
-        """Run one iteration (through ``iteration_fn``, which may be compiled) and advance the host
-        mirrors; returns the updates it made per agent (0 or ``gradient_steps``)."""
-        learn = self.learns_next()
-        self.iteration_fn(learn)
-        self.host_env_steps += self.num_envs
-        self.host_iterations += 1
-        updates = self.cfg.gradient_steps if learn else 0
+        """Run one iteration (through ``iteration_fn``, which may be compiled or captured) and
+        advance the host mirrors; returns the updates it made per agent (0 or ``gradient_steps``)."""
+        return self.advance(1)
+
+    def advance(self, iterations: int) -> int:
+        """Run ``iterations`` iterations -- one graph replay for all of them when captured
+        (:meth:`capture`) -- and advance the host mirrors; returns the updates made per agent."""
+        flags = tuple(self.learns_next(i) for i in range(iterations))
+        run = getattr(self.iteration_fn, "run", None)
+        if run is not None:
+            run(flags)
+        else:
+            for learn in flags:
+                self.iteration_fn(learn)
+        self.host_env_steps += iterations * self.num_envs
+        self.host_iterations += iterations
+        updates = self.cfg.gradient_steps * sum(flags)
         self.host_updates += updates
         return updates
+
+    def capture(self, recorder=None, warmup: int = 2) -> None:
+        """Run the iteration as recorded CUDA graphs from now on (:mod:`fastdqn.graphs`; the
+        ``recorder`` stand-in lets CPU tests run the same logic)."""
+        from fastdqn.graphs import CapturedIteration
+
+        self.iteration_fn = CapturedIteration(self, recorder, warmup)
 
     # -- interval work (host reads) ----------------------------------------------------------
     def read_metrics(self) -> dict:

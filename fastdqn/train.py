@@ -60,6 +60,11 @@ class TrainResult:
     agents: list[dict] = field(default_factory=list)
 
 
+MASKED_MODES = ("graph", "reduce-overhead")
+"""Compile modes that keep the engine's shapes fixed: solved agents stay in it, masked (a smaller
+engine would mean a new capture or compile)."""
+
+
 def resolve_device(cfg: DQNConfig) -> tuple[torch.device, str, str]:
     if cfg.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -69,10 +74,14 @@ def resolve_device(cfg: DQNConfig) -> tuple[torch.device, str, str]:
             raise RunDirError("device cuda was requested but torch sees no CUDA GPU; use --device cpu or auto")
     backend = cfg.env_backend if cfg.env_backend != "auto" else envs.default_backend(cfg.spec, device)
     # auto: eager everywhere. On a CPU the compile takes longer than a whole run; on an H200 the
-    # compiled update was slower per iteration than eager (3.7 vs 2.4 ms, shared/gpu/README.md).
+    # compiled update was slower per iteration than eager (3.7 vs 2.4 ms, bench/NOTES.md).
     compile_mode = cfg.compile if cfg.compile != "auto" else "none"
     if backend == "numba" and device.type != "cpu":
         raise RunDirError(f"env_backend numba runs on the CPU only, not on {device}; use env_backend torch or auto")
+    if compile_mode == "graph" and device.type != "cuda":
+        raise RunDirError(f"compile graph captures CUDA graphs and needs a CUDA device, not {device}; use --compile none")
+    if compile_mode == "graph" and backend == "gymnasium":
+        raise RunDirError("compile graph cannot capture Gymnasium envs (they step on the host); use --compile none")
     return device, backend, compile_mode
 
 
@@ -202,8 +211,10 @@ class Run:
         set_threads(cfg, k, device)
         (self.run_dir / "config.json").write_text(json.dumps(config_json(configs), indent=2) + "\n")
 
-        # The engine holds the agents still training (`alive`, by agent number); with
-        # stop_when_solved a solved agent leaves it (its parameters go to `policies`, [K, P] on the host).
+        # The agents still training are `alive` (agent numbers); the engine's rows are `rows`. With
+        # stop_when_solved a solved agent stops (its parameters go to `policies`, [K, P] on the host):
+        # it leaves the engine (a smaller one is made), or, where the iteration is captured or
+        # compiled for fixed shapes (`mask_solved`), stays in it masked: its parameters no longer change.
         self.agents = [{"agent": i, "seed": c.seed, "solved": False, "solved_at_env_step": None,
                         "updates_at_solve": None, "solved_at_wall_s": None, "stopped": False, "eval_mean_return": None,
                         "eval_std_return": None, "crossing_eval_mean_return": None,
@@ -213,7 +224,9 @@ class Run:
         if ckpt is not None:
             self.agents, self.evals = ckpt["agents"], list(ckpt["evals"])
             self.prior_wall, self.alive = float(ckpt["wall_time_s"]), list(ckpt["alive"])
-        engine = Engine([configs[i] for i in self.alive], device=device, backend=self.backend, net=net)
+        self.rows = list(ckpt.get("rows", self.alive)) if ckpt is not None else list(self.alive)
+        self.mask_solved = self.compile_mode in MASKED_MODES
+        engine = Engine([configs[i] for i in self.rows], device=device, backend=self.backend, net=net)
         if ckpt is not None:
             engine.load_state_dict(ckpt["engine"])
         self.engine = self.compiled(engine)
@@ -235,7 +248,9 @@ class Run:
         self._stop: list[int] = []
 
     def compiled(self, e: Engine) -> Engine:
-        if self.compile_mode != "none":
+        if self.compile_mode == "graph":
+            e.capture()
+        elif self.compile_mode != "none":
             e.iteration_fn = torch.compile(e.iteration, mode=self.compile_mode, fullgraph=self.backend == "torch")
         return e
 
@@ -296,8 +311,11 @@ class Run:
         elapsed = time.perf_counter() - self.loop_start
         sps = self.work["env_steps"] / max(elapsed, 1e-9)
         wall = f"{self.prior_wall + elapsed:.3f}"
-        means = []
-        for row, i in enumerate(self.alive):
+        means, alive, eps = [], set(self.alive), []
+        for row, i in enumerate(self.rows):
+            if i not in alive:  # masked: solved or stopped
+                continue
+            eps.append(m["epsilon"][row])
             count = m["episodes"][row]
             mean = m["return_sum"][row] / count if count else None
             if mean is not None:
@@ -310,7 +328,7 @@ class Run:
         if means:
             self.recent = sum(means) / len(means)
         last_eval = [a["eval_mean_return"] for a in self.agents if a["eval_mean_return"] is not None]
-        self.progress.update(steps, sps, self.recent, sum(m["epsilon"]) / len(self.alive),
+        self.progress.update(steps, sps, self.recent, sum(eps) / max(len(eps), 1),
                              sum(last_eval) / len(last_eval) if last_eval else None, self.n_solved(), force=final)
 
     def evaluate(self) -> None:
@@ -321,12 +339,15 @@ class Run:
         engine, threshold = self.engine, self.cfg.solve_threshold
         rets = engine.evaluate().cpu()
         mean, std = rets.mean(1).tolist(), rets.std(1, unbiased=False).tolist()
-        crossed = [threshold is not None and m >= threshold and not self.agents[i]["solved"]
-                   for m, i in zip(mean, self.alive)]
+        alive = set(self.alive)
+        crossed = [i in alive and threshold is not None and m >= threshold and not self.agents[i]["solved"]
+                   for m, i in zip(mean, self.rows)]
         confirm = engine.evaluate(confirm=True).cpu() if any(crossed) else None
         wall = self.prior_wall + time.perf_counter() - self.t_start
         rows = []
-        for row, i in enumerate(self.alive):
+        for row, i in enumerate(self.rows):
+            if i not in alive:
+                continue
             a = self.agents[i]
             r = {"env_step": engine.host_env_steps, "agent": i, "updates": engine.host_updates, "wall_time_s": wall,
                  "eval_mean_return": mean[row], "eval_std_return": std[row], "confirm_mean_return": None,
@@ -347,14 +368,16 @@ class Run:
         self.write_evals()  # on disk as they happen: a long run can be watched
         for i in (self.on_eval(rows) if self.on_eval is not None else ()):
             self.agents[i]["stopped"] = True
-        keep = [row for row, i in enumerate(self.alive)
-                if not (self.agents[i]["solved"] and self.freeze or self.agents[i]["stopped"])]
-        if len(keep) < len(self.alive):  # the solved (and the stopped) leave, with the weights that passed
+        still = [i for i in self.alive if not (self.agents[i]["solved"] and self.freeze or self.agents[i]["stopped"])]
+        if len(still) < len(self.alive):  # the solved (and the stopped) stop, with the weights that passed
             self.flush()  # their last metrics rows first
-            self.policies[self.alive] = engine.learner.params.cpu()
-            if keep:
-                self.alive = [self.alive[row] for row in keep]
-                self.engine = self.compiled(engine.select(keep))
+            self.policies[self.rows] = engine.learner.params.cpu()
+            self.alive = still
+            if self.mask_solved:
+                engine.set_active([i in still for i in self.rows])
+            elif still:
+                self.engine = self.compiled(engine.select([self.rows.index(i) for i in still]))
+                self.rows = list(still)
 
     def write_evals(self) -> None:
         tmp = self.run_dir / "evals.csv.tmp"
@@ -368,10 +391,10 @@ class Run:
         self.flush()  # the metrics on disk match the checkpoint
         self.metrics_file.flush()
         engine = self.engine
-        self.policies[self.alive] = engine.learner.params.cpu()
+        self.policies[self.rows] = engine.learner.params.cpu()
         checkpoint.save({
             "format": checkpoint.FORMAT, "configs": [c.to_dict() for c in self.configs], "engine": engine.state_dict(),
-            "alive": self.alive, "policies": self.policies, "agents": self.agents, "evals": self.evals,
+            "alive": self.alive, "rows": self.rows, "policies": self.policies, "agents": self.agents, "evals": self.evals,
             "wall_time_s": self.prior_wall + time.perf_counter() - self.t_start, "net": engine.net_desc,
         }, self.run_dir / checkpoint.CHECKPOINT)
 

@@ -71,6 +71,15 @@ def test_unknown_preset(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_compile_graph_needs_cuda(tmp_path, capsys):
+    """--compile graph on a CPU: one readable line, nothing written."""
+    out = tmp_path / "r"
+    assert main(["train", "--preset", "fast", "--device", "cpu", "--compile", "graph", "--out", str(out)]) == 2
+    line = one_line_error(capsys, "train")
+    assert "graph" in line and "CUDA" in line and "--compile none" in line
+    assert not out.exists()
+
+
 def test_unknown_flag(capsys):
     with pytest.raises(SystemExit) as ei:
         main(["train", "--no_such_flag", "3"])

@@ -268,6 +268,65 @@ def test_fullgraph_compiled_iteration_matches_eager(env_id):
     assert not torch.allclose(comp.learner.params[0], Engine(cfgs).learner.params[0])  # it did learn
 
 
+# --- 5b. the captured iteration (compile graph) -------------------------------------------------
+CAPTURE_CASES = {
+    "CartPole-v1": {},
+    "Acrobot-v1": {"target_period": [3, 0], "tau": [1.0, 0.5]},
+    # frames [N, 4, 10, 10] bool, the CNN, replay rows apart from the frames, per-step draws of the game
+    "MinAtar/Breakout-v1": {"network": "cnn", "num_envs": 4, "batch_size": 16, "learning_starts": 64},
+}
+
+
+@pytest.mark.parametrize("env_id", list(CAPTURE_CASES))
+def test_captured_iteration_equals_eager(env_id):
+    """The logic of ``--compile graph`` on the CPU: the iteration recorded once per pattern of
+    learn flags (after two eager warm-up runs each) and replayed, single iterations and 4 per replay,
+    gives exactly the eager engine's state; every engine tensor stays where it was at capture (the
+    stand-in recorder checks that after every replay: a moved tensor would leave a CUDA graph
+    reading stale memory)."""
+    from fastdqn.graphs import AddressCheckRecorder
+
+    extra = dict(CAPTURE_CASES[env_id])
+    per_agent = {f: extra.pop(f) for f in ("target_period", "tau") if f in extra}
+    cfgs = [c.replace(env_id=env_id, grad_clip=1.0, **extra) for c in configs(2, lr=[5e-3, 1e-2], **per_agent)]
+    eager, captured = Engine(cfgs, backend="torch"), Engine(cfgs, backend="torch")
+    recorder = AddressCheckRecorder(captured)
+    captured.capture(recorder)
+    run(eager, 30)
+    run(captured, 30)  # 15 not learning, then learning: two warm-ups, one capture, replays of each
+    assert set(captured.iteration_fn.graphs) == {(False,), (True,)} and recorder.replays == 30 - 4
+    _assert_same_training_state(captured, eager)
+    updates = captured.advance(4)  # one replay of a 4-iteration graph (warm-ups first: run it three times)
+    captured.advance(4)
+    captured.advance(4)
+    run(eager, 12)
+    assert updates == 4 and (True,) * 4 in captured.iteration_fn.graphs and recorder.replays == 30 - 4 + 1
+    _assert_same_training_state(captured, eager)
+    assert torch.equal(captured.learner.target, eager.learner.target)
+    assert torch.equal(captured.learner.optimizer.exp_avg_sq, eager.learner.optimizer.exp_avg_sq)
+    assert captured.host_updates == eager.host_updates == int(eager.learner.updates) == 42 - LEARN_FROM + 1
+
+
+def test_address_check_recorder_catches_a_moved_tensor():
+    """The stand-in recorder's check fails when the iteration rebinds a state tensor instead of
+    writing into it (what would break a real capture)."""
+    from fastdqn.graphs import AddressCheckRecorder
+
+    e = Engine(configs(1))
+    e.capture(AddressCheckRecorder(e), warmup=0)
+    e.step()
+    bound = e.iteration
+
+    def rebinding(learn):
+        e.ep_return = e.ep_return.clone()
+        return bound(learn)
+
+    e.iteration = rebinding
+    e.iteration_fn.graphs.clear()
+    with pytest.raises(AssertionError, match="engine.ep_return"):
+        e.step()
+
+
 # --- 6. resume ---------------------------------------------------------------------------------
 def test_resume_from_state_dict_continues_exactly():
     cfgs = configs(2, lr=[5e-3, 1e-2], tau=[1.0, 0.5])

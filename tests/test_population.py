@@ -23,6 +23,7 @@ from run_reference import check_metrics_rows_against_episodes, episodes_from_rep
 
 import fastdqn.config
 import fastdqn.envs
+import fastdqn.train
 from fastdqn import checkpoint
 from fastdqn.checkpoint import CheckpointError, load_policy
 from fastdqn.config import ConfigError, preset
@@ -314,6 +315,29 @@ def test_solved_agents_metrics_end_at_their_solve(solving):
         # every episode it finished before it was solved is counted once
         assert sum(int(r["episodes"]) for r in stop[k]) == sum(int(r["episodes"]) for r in ref[k]
                                                                if int(r["env_step"]) <= step)
+
+
+def test_masked_solved_agents_keep_the_parameters_that_passed_exactly(solving, tmp_path, monkeypatch):
+    """Where the iteration is captured (``--compile graph``, reduce-overhead), solved agents stay in
+    the engine masked instead of leaving it. The batch never changes, so every agent -- the late
+    solvers too -- follows the never-stopping run bit for bit: the same solve steps, its policy is
+    that run's parameters at its solve step, and its metrics and evaluations end there."""
+    monkeypatch.setitem(fastdqn.envs.NATIVE, "CartPole-v1",
+                        dataclasses.replace(fastdqn.envs.NATIVE["CartPole-v1"], reward_threshold=THRESHOLD))
+    monkeypatch.setattr(fastdqn.train, "MASKED_MODES", ("none",))  # mask, as the captured modes do, on a CPU
+    masked = train(solving["cfg"], out=tmp_path / "m", population=K)
+    steps, ref = solving["solve_steps"], solving["ref_params"]
+    assert [a["solved_at_env_step"] for a in masked.agents] == steps and masked.solved is True
+    ck = checkpoint.load(tmp_path / "m")
+    assert ck["rows"] == list(range(K)) and ck["alive"] == [] and ck["engine"]["learner"]["params"].shape[0] == K
+    assert not ck["engine"]["active"].any()
+    for k, step in enumerate(steps):
+        assert torch.equal(ck["policies"][k], ref[step][k]), k
+    for name in ("metrics.csv", "evals.csv"):
+        got, want = rows_by_agent(read_csv(tmp_path / "m" / name)), rows_by_agent(read_csv(solving["dir"] / "stop" / name))
+        for k, step in enumerate(steps):
+            assert int(got[k][-1]["env_step"]) == step, (name, k)
+            assert [r["env_step"] for r in got[k]] == [r["env_step"] for r in want[k]], (name, k)
 
 
 def test_resume_after_some_agents_solved(solving):
