@@ -201,7 +201,8 @@ def methods(args):
         out["fastdqn-torch-cpu-step-compiled"] = lambda n: fastdqn_stepper(n, "torch", compile=True)
     if torch.cuda.is_available():
         out["fastdqn-torch-cuda-step"] = lambda n: fastdqn_stepper(n, "torch", "cuda")
-        out["fastdqn-torch-cuda-step-compiled"] = lambda n: fastdqn_stepper(n, "torch", "cuda", compile=True)
+        if not args.no_compile:
+            out["fastdqn-torch-cuda-step-compiled"] = lambda n: fastdqn_stepper(n, "torch", "cuda", compile=True)
     out["gymnasium-CartPoleVectorEnv"] = gym_vector_stepper
     out["gymnasium-CartPoleEnv-single"] = gym_single_stepper
     try:
@@ -214,7 +215,8 @@ def methods(args):
     out[f"fastdqn-numba-rollout-T{T}-{all_threads}threads"] = numba_threads(all_threads, lambda n: fastdqn_roller(n, T))
     if torch.cuda.is_available():
         out[f"fastdqn-torch-cuda-rollout-T{T}"] = lambda n: fastdqn_roller(n, T, "torch", "cuda")
-        out[f"fastdqn-torch-cuda-rollout-T{T}-compiled"] = lambda n: fastdqn_roller(n, T, "torch", "cuda", True)
+        if not args.no_compile:
+            out[f"fastdqn-torch-cuda-rollout-T{T}-compiled"] = lambda n: fastdqn_roller(n, T, "torch", "cuda", True)
     gymnax_ref.PLATFORM = args.gymnax_platform
     if gymnax_ref.available():
         where = "cpu" if args.gymnax_platform == "cpu" else "gpu"
@@ -232,7 +234,7 @@ def main(argv=None):
     p.add_argument("--sizes", type=int, nargs="+", help=f"batch sizes (default {SIZES}; other --env: {ENV_SIZES})")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--min-time", type=float, default=0.25, help="seconds per timed block")
-    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd torch backend")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd torch backend (CPU and CUDA rows)")
     p.add_argument("--rollout-steps", type=int, default=100, help="T of the rollout/scan methods (default: 100)")
     p.add_argument("--only", nargs="+", metavar="PREFIX", help="run only the methods whose names start so, in this order")
     p.add_argument("--gymnax-platform", choices=["cpu", "cuda"], default="cpu", help="JAX backend of the gymnax rows")
