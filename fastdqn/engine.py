@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 
 import numpy as np
 import torch
@@ -42,6 +43,7 @@ NUMBA_ACT_MACS = 1 << 18
 """The act step runs the numba MLP loop (:mod:`fastdqn.kernels.mlp_numba`) up to this many multiply-adds
 per iteration (agents x envs x the net's per-observation count; numba env backend), the network's
 tensor forward above it."""
+EVAL_CHUNK = 50  # evaluation steps between host checks for finished episodes
 EVAL_SEED_OFFSET = 1_000_003  # eval envs of agent k reset from seed_k + this
 CONFIRM_SEED_OFFSET = 2_000_029  # confirmation envs of agent k reset from seed_k + this
 _STREAM = 0x5DEECE66D  # separates the exploration/sampling stream from the env-reset stream
@@ -158,6 +160,7 @@ class Engine:
         self.host_iterations = 0
         self.host_updates = 0
         self.iteration_fn = self.iteration
+        self._eval_buffers: dict[bool, tuple[torch.Tensor, ...]] = {}  # confirm -> (obs, returns, running)
         self.phase = no_phase  # name -> context manager around each phase (fastdqn.profile sets timers)
         self._act_kernel = None
         if (backend == "numba" and fuse and isinstance(self.net, MLP) and spec.obs_dtype == torch.float32
@@ -311,22 +314,38 @@ class Engine:
     @torch.no_grad()
     def evaluate(self, confirm: bool = False) -> torch.Tensor:
         """Greedy returns ``[K, episodes]``: one episode in each eval env (``eval_episodes`` of
-        them; with ``confirm``, the ``confirm_episodes`` confirmation envs), fresh resets."""
+        them; with ``confirm``, the ``confirm_episodes`` confirmation envs), fresh resets. Runs in
+        chunks of :data:`EVAL_CHUNK` steps with a host check between them (all episodes over:
+        stop); each chunk is a recorded graph when the iteration is captured (:meth:`capture`)."""
         k = self.agents
         env = self.confirm_env if confirm else self.eval_env
-        e = env.num_envs // k
-        obs = env.reset().reshape(k, e, *self.obs_shape)
-        returns = torch.zeros(k, e, device=self.device)
-        running = torch.ones(k, e, dtype=torch.bool, device=self.device)
-        for t in range(env.max_episode_steps):
-            actions = self.net.forward(self.learner.param_views, obs)[0].argmax(dim=2)
-            res = env.step(actions.view(-1), check=False)
-            returns += res.reward.view(k, e) * running
-            running &= ~(res.terminated | res.truncated).view(k, e)
-            obs = res.obs.reshape(k, e, *self.obs_shape)
-            if t % 50 == 49 and not running.any():  # a host sync every 50 steps, eval only
+        first = env.reset().reshape(k, env.num_envs // k, *self.obs_shape)
+        if confirm not in self._eval_buffers:  # fixed tensors: what a recorded chunk reads and writes
+            self._eval_buffers[confirm] = (first.clone(), torch.zeros(first.shape[:2], device=self.device),
+                                           torch.ones(first.shape[:2], dtype=torch.bool, device=self.device))
+        obs, returns, running = self._eval_buffers[confirm]
+        obs.copy_(first)
+        returns.zero_()
+        running.fill_(True)
+
+        def chunk(steps):
+            for _ in range(steps):
+                actions = self.net.forward(self.learner.param_views, obs)[0].argmax(dim=2)
+                res = env.step(actions.view(-1), check=False)
+                returns.add_(res.reward.view(running.shape) * running)
+                running.logical_and_(~(res.terminated | res.truncated).view(running.shape))
+                obs.copy_(res.obs.reshape(obs.shape))
+
+        captured = getattr(self.iteration_fn, "call", None)
+        for start in range(0, env.max_episode_steps, EVAL_CHUNK):
+            steps = min(EVAL_CHUNK, env.max_episode_steps - start)
+            if captured is not None:
+                captured(("evaluate", confirm, steps), functools.partial(chunk, steps))
+            else:
+                chunk(steps)
+            if not running.any():  # a host sync every EVAL_CHUNK steps, evaluation only
                 break
-        return returns
+        return returns.clone()
 
     # The engine's state in one table, which drives state_dict, load_state_dict and select:
     # tensors with the agent as leading dimension, tensors all agents share, the envs, and within

@@ -1,4 +1,4 @@
-"""The training iteration captured as a CUDA graph and replayed (``--compile graph``).
+"""The training iteration (and the evaluation) captured as CUDA graphs and replayed (``--compile graph``).
 
 :meth:`fastdqn.engine.Engine.iteration` has no host sync and no data-dependent Python branch, and
 every tensor it changes keeps its address (in-place updates). So once it has run eagerly a few
@@ -10,7 +10,8 @@ iterations, or the flags of the next T iterations for one replay of T (``Engine.
 The first ``warmup`` calls of a pattern run eagerly (they are real iterations); the next one
 records the graph (recording executes nothing) and replays it. Shapes never change while
 captured: agents that solve are masked (``Learner.set_active``), not dropped, so nothing
-recaptures.
+recaptures. The greedy evaluation runs its episodes in chunks of 50 steps between host checks;
+under capture each chunk is a graph too (:meth:`CapturedIteration.call`).
 
 Recording goes through a *recorder*. :class:`CudaRecorder` is the real one. CPU tests use
 :class:`AddressCheckRecorder`, which "records" by keeping the function and replays by calling it
@@ -60,10 +61,14 @@ def engine_tensors(engine) -> dict[str, torch.Tensor]:
     for name in engine.ENVS:  # copies; the env's own buffers are taken below
         state.pop(name)
     walk("engine", state)
-    for name in ("_state", "_elapsed", "_round", "_env_keys", "_env_index"):
-        t = getattr(engine.env, name, None)
-        if isinstance(t, torch.Tensor):
-            found[f"env.{name}"] = t
+    for env in engine.ENVS:
+        for name in ("_state", "_elapsed", "_round", "_env_keys", "_env_index"):
+            t = getattr(getattr(engine, env), name, None)
+            if isinstance(t, torch.Tensor):
+                found[f"{env}.{name}"] = t
+    for confirm, tensors in engine._eval_buffers.items():
+        for name, t in zip(("obs", "returns", "running"), tensors):
+            found[f"{'confirm' if confirm else 'eval'}.{name}"] = t
     return found
 
 
@@ -117,13 +122,18 @@ class CapturedIteration:
             for learn in flags:
                 iteration(learn)
 
-        graph = self.graphs.get(flags)
-        if graph is None:
-            done = self.eager_runs.get(flags, 0)
-            if done < self.warmup:
-                self.eager_runs[flags] = done + 1
-                self.recorder.eager(body)
-                return self.engine.last_loss
-            graph = self.graphs[flags] = self.recorder.capture(body)
-        graph.replay()
+        self.call(flags, body)
         return self.engine.last_loss
+
+    def call(self, key, body) -> None:
+        """Run ``body`` (which must do the same work every time it runs for ``key``): eagerly for
+        the first ``warmup`` calls of ``key``, then as the graph recorded at the next."""
+        graph = self.graphs.get(key)
+        if graph is None:
+            done = self.eager_runs.get(key, 0)
+            if done < self.warmup:
+                self.eager_runs[key] = done + 1
+                self.recorder.eager(body)
+                return
+            graph = self.graphs[key] = self.recorder.capture(body)
+        graph.replay()

@@ -305,6 +305,12 @@ def test_captured_iteration_equals_eager(env_id):
     assert torch.equal(captured.learner.target, eager.learner.target)
     assert torch.equal(captured.learner.optimizer.exp_avg_sq, eager.learner.optimizer.exp_avg_sq)
     assert captured.host_updates == eager.host_updates == int(eager.learner.updates) == 42 - LEARN_FROM + 1
+    for confirm in (False, False, True, False, True, True):  # evaluation chunks: warm-ups, then recorded
+        assert torch.equal(captured.evaluate(confirm), eager.evaluate(confirm))
+    assert ("evaluate", False, 50) in captured.iteration_fn.graphs
+    run(eager, 3)
+    run(captured, 3)
+    _assert_same_training_state(captured, eager)
 
 
 def test_address_check_recorder_catches_a_moved_tensor():
