@@ -12,7 +12,8 @@ slow or broken part costs its own rows only:
 * ``iteration_us``: ``N8_B128``, ``N4096_B4096``, ``N65536_B65536`` (num_envs / batch, the fast
   preset otherwise, one update per vector step): wall per iteration eager, captured
   (``--compile graph``: one replay per iteration) and captured 16 iterations per replay; CUDA
-  kernels and GPU busy time per iteration from ``torch.profiler``; env steps/s and updates/s.
+  kernels and GPU busy time per iteration from ``torch.profiler`` (eager: also per phase, as
+  ``fastdqn profile`` names them); env steps/s and updates/s.
 * ``time_to_solve``: ``fastdqn train --preset fast`` end to end as fresh processes, seeds 0-4
   with ``--compile graph`` and 0-2 eager, each policy then scored on Gymnasium's own CartPole-v1
   (100 episodes, >= 475 to count): ``runs = [{seed, compile, wall_s, train_s, solved, gym_mean}]``.
@@ -134,21 +135,43 @@ def _timed(engine, iterations: int, per_call: int, sync) -> float:
 
 
 def _kernels(engine, per_call: int, device: str, calls: int = 5) -> dict:
-    """CUDA kernels and GPU busy microseconds per iteration (``torch.profiler``)."""
+    """CUDA kernels and GPU busy microseconds per iteration (``torch.profiler``); for an eager
+    engine also per phase (the engine's phase ranges, ``fastdqn profile``'s names)."""
     import torch
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from fastdqn.engine import PHASES, no_phase
 
     if device != "cuda":
         return {}
+    captured = hasattr(engine.iteration_fn, "run")
+    if not captured:
+        engine.phase = record_function
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(calls):
-            engine.advance(per_call)
-        torch.cuda.synchronize()
-    events = [e for e in prof.events() if e.device_type.name == "CUDA"]
+    try:
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(calls):
+                engine.advance(per_call)
+            torch.cuda.synchronize()
+    finally:
+        engine.phase = no_phase
+    events = prof.events()
     its = calls * per_call
-    busy = sum(e.time_range.elapsed_us() for e in events) / its  # kernels and copies on one stream: no overlap
-    return {"cuda_kernels": len(events) / its, "gpu_busy_us": busy}
+    gpu = [e for e in events if e.device_type.name == "CUDA"]
+    busy = sum(e.time_range.elapsed_us() for e in gpu) / its  # kernels and copies on one stream: no overlap
+    out = {"cuda_kernels": len(gpu) / its, "gpu_busy_us": busy}
+    if not captured:  # kernels launched under each phase's range, by walking its CPU ops
+        def launched(ev):
+            return len(ev.kernels) + sum(launched(c) for c in ev.cpu_children)
+
+        def gpu_us(ev):
+            return sum(k.duration for k in ev.kernels) + sum(gpu_us(c) for c in ev.cpu_children)
+
+        ranges = [e for e in events if e.name in PHASES and e.device_type.name == "CPU"]
+        out["phases"] = {name: {"cuda_kernels": sum(launched(e) for e in ranges if e.name == name) / its,
+                                "gpu_us": sum(gpu_us(e) for e in ranges if e.name == name) / its}
+                         for name in PHASES if any(e.name == name for e in ranges)}
+    return out
 
 
 def iteration_case(device: str, n: int, batch: int, iterations: int, recorder_factory) -> dict:
