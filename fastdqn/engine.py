@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from fastdqn import envs, nets
+from fastdqn.calibrate import torch_threads_kept
 from fastdqn.cartpole import keep_freed_memory
 from fastdqn.config import ConfigError, DQNConfig
 from fastdqn.kernels import rng
@@ -237,7 +238,7 @@ class Engine:
         same numbers in the same order (tested bit for bit)."""
         phase = self.phase
         if self._collect_kernel is not None and not torch.compiler.is_compiling():
-            with phase("collect"):
+            with phase("collect"), torch_threads_kept():  # a threaded kernel may change torch's thread count
                 self._collect_kernel(greedy.numpy(), eps.view(-1).numpy(), *self._collect_args, self._idx_np[learn])
             return self._sample_idx if learn else self._no_idx
         k, n = self.agents, self.num_envs

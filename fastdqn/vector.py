@@ -337,13 +337,6 @@ class VectorEnv:
         parallel = self.parallel
         kernel = collect_numba.kernel(f"{self.dyn.prefix}{'' if parallel else '_serial'}",
                                       threaded if parallel else serial, parallel)
-        if parallel:
-            bare = kernel
-
-            def kernel(*args):
-                with torch_threads_kept():
-                    bare(*args)
-
         n, d, np_dtype = self.num_envs, self.spec.obs_shape[0], _NP[self.dtype]
         scratch = (np.zeros(n, dtype=np.int64), np.zeros((d, n), dtype=np_dtype), np.zeros((d, n), dtype=np_dtype),
                    np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.bool_), np.zeros(n, dtype=np.bool_))

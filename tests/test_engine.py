@@ -587,6 +587,21 @@ def test_fused_numba_collect_equals_the_tensor_program(agents, env_id):
     assert float(fused.finished.sum()) >= 4 * agents  # episodes really ended
 
 
+def test_threaded_fused_collect_keeps_torchs_thread_count():
+    """numba's OpenMP layer sets the process's thread count when a threaded kernel runs, and torch's
+    intra-op pool shares it: after CartPole's threaded collect (4,096 envs) the trainer's single
+    torch thread must still be one."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        e = Engine([preset("fast").replace(num_envs=4096, batch_size=64, learning_starts=10**9)], backend="numba")
+        assert e.env.num_envs >= e.env._kernels.PARALLEL_MIN_ENVS  # the threaded kernel
+        run(e, 2)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_threaded_fused_collect_equals_the_tensor_program(monkeypatch):
     """The threaded variant of the generic fused collect (batches at or above the calibrated
     switch: here forced to 256 envs) computes what the tensor program computes, bit for bit."""
