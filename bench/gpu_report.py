@@ -22,6 +22,9 @@ slow or broken part costs its own rows only:
   jitted scan on the GPU (when gymnax is installed), N = 4,096 to 16,777,216.
 * ``compiled_graph``: ``torch.compile(fullgraph=True)`` of the iteration, then captured, at N8_B128
   (compile time and wall per iteration). Skipped by ``--quick``.
+* ``minatar`` (only when named in ``--sections``: up to 5 minutes a game): 16 seeds of a MinAtar
+  game (``--minatar-games``, default Breakout) from pixels as one captured population, with the
+  paper's DQN return as target: wall and agents that reached it.
 
 On a CPU (``--device cpu``) the captured rows run the same capture logic through the stand-in
 recorder (:class:`fastdqn.graphs.AddressCheckRecorder`, which re-runs the iteration), and
@@ -34,6 +37,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +47,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TRAIN = [sys.executable, "-m", "fastdqn", "train"]
-SECTIONS = ("startup_s", "iteration_us", "time_to_solve", "population", "env", "compiled_graph")
+SECTIONS = ("startup_s", "iteration_us", "time_to_solve", "population", "env", "compiled_graph", "minatar")
 
 
 class Report:
@@ -229,15 +233,22 @@ def compiled_graph(device: str, iters: int, recorder_factory) -> dict:
 
 # -- end-to-end runs ------------------------------------------------------------------------------
 def _train(args: list[str], run_dir: Path, timeout: float) -> dict:
+    """``fastdqn train ARGS`` as a fresh process; past ``timeout`` seconds it gets SIGINT (the trainer
+    then writes its checkpoint and summary, ``interrupted``) and 30 s more."""
     t = time.perf_counter()
-    proc = subprocess.run([*TRAIN, *args, "--out", str(run_dir), "--progress", "false", "--plot", "false"],
-                          cwd=run_dir.parent, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.Popen([*TRAIN, *args, "--out", str(run_dir), "--progress", "false", "--plot", "false"],
+                            cwd=run_dir.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=max(timeout, 1))
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
     wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"fastdqn train {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
+    if proc.returncode not in (0, 130) or not (run_dir / "summary.json").exists():
+        raise RuntimeError(f"fastdqn train {' '.join(args)} exited {proc.returncode}: {err.strip()[-400:]}")
     s = json.loads((run_dir / "summary.json").read_text())
     return {"wall_s": wall, "train_s": s["wall_time_s"], "solved": s["solved"], "agents_solved": s["agents_solved"],
-            "env_steps": s["env_steps"], "env_steps_per_s": s["env_steps_per_s"]}
+            "env_steps": s["env_steps"], "env_steps_per_s": s["env_steps_per_s"], "interrupted": s["interrupted"]}
 
 
 def time_to_solve(device: str, plan, report: Report, work: Path) -> dict:
@@ -280,6 +291,29 @@ def population(device: str, k: int, mode: str, report: Report, work: Path, extra
     r = _train(["--preset", "fast", "--device", device, "--compile", mode, "--population", str(k), "--seed", "0",
                 *extra], d, max(report.left() - 10, 10))
     return {"agents": k, "compile": mode, **r, "solved_share": r["agents_solved"] / k}
+
+
+MINATAR_TARGETS = {"Breakout": 10.0, "SpaceInvaders": 43.0}  # the MinAtar paper's DQN after 5M frames
+
+
+def minatar(device: str, seeds: int, mode: str, report: Report, work: Path, limit: float, extra: list[str],
+            games: list[str]) -> dict:
+    """Per game: SEEDS agents as one population from pixels (the game's preset, --target_return the
+    paper's DQN), stopped at ``limit`` seconds; the trainer's solved count is its confirmed reach."""
+    out = {}
+    for game in games:
+        target = MINATAR_TARGETS[game]
+        if report.left() < 30:
+            out[game] = {"error": "skipped: out of budget"}
+            continue
+        d = work / f"minatar_{game}"
+        r = _train(["--env", f"MinAtar/{game}-v1", "--device", device, "--compile", mode, "--population", str(seeds),
+                    "--seed", "0", "--target_return", str(target), *extra], d, min(limit, report.left() - 10))
+        out[game] = {"agents": seeds, "target_return": target, "compile": mode, **r}
+        print(f"  {game}: {out[game]}", flush=True)
+        report.data["minatar"] = out
+        report.write()
+    return out
 
 
 def env_rows(device: str, report: Report, work: Path, sizes) -> dict:
@@ -347,6 +381,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes, one seed each (a check of the logic)")
     p.add_argument("--sections", nargs="+", choices=SECTIONS, help="which sections (default: all; --quick: all but "
                    "compiled_graph)")
+    p.add_argument("--minatar-games", nargs="+", choices=sorted(MINATAR_TARGETS), default=["Breakout"],
+                   help="the minatar section's games (default Breakout: 5 minutes a game)")
     p.add_argument("--plot", type=Path, metavar="GPU_JSON", help="only draw gpu.png from an existing gpu.json")
     args = p.parse_args(argv)
     if args.plot:
@@ -380,8 +416,11 @@ def main(argv=None) -> int:
                        ["--total_steps", "20000"] if quick else []),
         "env": (env_rows, dev, report, work, [4096] if quick else [4096, 65536, 1048576, 16777216]),
         "compiled_graph": (compiled_graph, dev, 50 if quick else 300, recorder),
+        "minatar": (minatar, dev, 2 if quick else 16, "graph" if dev == "cuda" else "none", report, work,
+                    20 if quick else 300, ["--total_steps", "2000", "--learning_starts", "500"] if quick else [],
+                    args.minatar_games),
     }
-    chosen = args.sections or [s for s in SECTIONS if not (quick and s == "compiled_graph")]
+    chosen = args.sections or [s for s in SECTIONS if s != "minatar" and not (quick and s == "compiled_graph")]
     for name in SECTIONS:
         if name in chosen:
             report.section(name, *sections[name])

@@ -26,7 +26,8 @@ def load_script():
 def test_gpu_report_runs_its_sections_on_a_cpu(tmp_path):
     gpu_report = load_script()
     assert gpu_report.main(["--device", "cpu", "--quick", "--out", str(tmp_path),
-                            "--sections", "iteration_us", "time_to_solve", "compiled_graph"]) == 0
+                            "--sections", "iteration_us", "time_to_solve", "compiled_graph", "minatar",
+                            "--minatar-games", "Breakout", "SpaceInvaders"]) == 0
     data = json.loads((tmp_path / "gpu.json").read_text())
     assert data["errors"] == {}
     assert data["versions"]["torch"] and data["device"].startswith("cpu")
@@ -42,5 +43,8 @@ def test_gpu_report_runs_its_sections_on_a_cpu(tmp_path):
     summary = json.loads((tmp_path / "runs" / "solve_none_0" / "summary.json").read_text())
     assert run["solved"] == (summary["solved"] and run["gym_mean"] >= 475)
     assert run["train_s"] == summary["wall_time_s"] < run["wall_s"]
+    for game in ("Breakout", "SpaceInvaders"):  # two agents from pixels, 2,000 env steps each
+        r = data["minatar"][game]
+        assert r["agents"] == 2 and r["env_steps"] == 2000 and r["interrupted"] is False and r["compile"] == "none"
     png = gpu_report.plot(tmp_path / "gpu.json")
     assert png.stat().st_size > 10_000
