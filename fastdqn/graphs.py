@@ -108,8 +108,8 @@ class CapturedIteration:
         self.engine = engine
         self.recorder = recorder if recorder is not None else CudaRecorder(engine.device)
         self.warmup = warmup
-        self.graphs: dict[tuple[bool, ...], object] = {}
-        self.eager_runs: dict[tuple[bool, ...], int] = {}
+        self.graphs: dict[tuple, object] = {}  # key (learn flags, or an evaluation chunk's) -> recorded graph
+        self.eager_runs: dict[tuple, int] = {}
 
     def __call__(self, learn: bool) -> torch.Tensor:
         return self.run((bool(learn),))
@@ -125,7 +125,7 @@ class CapturedIteration:
         self.call(flags, body)
         return self.engine.last_loss
 
-    def call(self, key, body) -> None:
+    def call(self, key: tuple, body) -> None:
         """Run ``body`` (which must do the same work every time it runs for ``key``): eagerly for
         the first ``warmup`` calls of ``key``, then as the graph recorded at the next."""
         graph = self.graphs.get(key)
