@@ -219,7 +219,8 @@ def compiled_graph(device: str, iters: int, recorder_factory) -> dict:
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     e = _engine(device, 8, 128)
     t = time.perf_counter()
-    e.iteration = torch.compile(e.iteration, fullgraph=True)
+    torch._dynamo.reset()  # a fresh compile, whatever this process compiled before
+    e.iteration = torch.compile(e.iteration, fullgraph=True, dynamic=False)
     e.step()
     e.step()
     sync()

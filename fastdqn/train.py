@@ -251,7 +251,9 @@ class Run:
         if self.compile_mode == "graph":
             e.capture()
         elif self.compile_mode != "none":
-            e.iteration_fn = torch.compile(e.iteration, mode=self.compile_mode, fullgraph=self.backend == "torch")
+            # static shapes: a smaller engine after agents leave compiles anew rather than symbolically
+            e.iteration_fn = torch.compile(e.iteration, mode=self.compile_mode, fullgraph=self.backend == "torch",
+                                           dynamic=False)
         return e
 
     # -- the loop's bookkeeping --------------------------------------------------------------
