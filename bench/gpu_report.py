@@ -161,7 +161,7 @@ def _kernels(engine, per_call: int, device: str, calls: int = 5) -> dict:
         engine.phase = no_phase
     events = prof.events()
     its = calls * per_call
-    gpu = [e for e in events if e.device_type.name == "CUDA"]
+    gpu = [e for e in events if e.device_type.name == "CUDA" and e.name not in PHASES]  # not the ranges' GPU marks
     busy = sum(e.time_range.elapsed_us() for e in gpu) / its  # kernels and copies on one stream: no overlap
     out = {"cuda_kernels": len(gpu) / its, "gpu_busy_us": busy}
     if not captured:  # kernels launched under each phase's range, by walking its CPU ops
