@@ -321,7 +321,8 @@ def test_masked_solved_agents_keep_the_parameters_that_passed_exactly(solving, t
     """Where the iteration is captured (``--compile graph``, reduce-overhead), solved agents stay in
     the engine masked instead of leaving it. The batch never changes, so every agent -- the late
     solvers too -- follows the never-stopping run bit for bit: the same solve steps, its policy is
-    that run's parameters at its solve step, and its metrics and evaluations end there."""
+    that run's parameters at its solve step, and its metrics and evaluations end there. A masked
+    run stopped by its budget and resumed finishes the same."""
     monkeypatch.setitem(fastdqn.envs.NATIVE, "CartPole-v1",
                         dataclasses.replace(fastdqn.envs.NATIVE["CartPole-v1"], reward_threshold=THRESHOLD))
     monkeypatch.setattr(fastdqn.train, "MASKED_MODES", ("none",))  # mask, as the captured modes do, on a CPU
@@ -338,6 +339,15 @@ def test_masked_solved_agents_keep_the_parameters_that_passed_exactly(solving, t
         for k, step in enumerate(steps):
             assert int(got[k][-1]["env_step"]) == step, (name, k)
             assert [r["env_step"] for r in got[k]] == [r["env_step"] for r in want[k]], (name, k)
+    # stopped by its budget right after the first solve (masked agents in the checkpoint), then
+    # resumed: it finishes as the uninterrupted masked run did
+    train(solving["cfg"].replace(total_steps=min(steps)), out=tmp_path / "p", population=K)
+    partial = checkpoint.load(tmp_path / "p")
+    assert partial["rows"] == list(range(K)) and len(partial["alive"]) < K
+    resumed = train(resume_config(tmp_path / "p", total_steps=solving["cfg"].total_steps), out=tmp_path / "p",
+                    resume=True)
+    assert [a["solved_at_env_step"] for a in resumed.agents] == steps
+    assert torch.equal(checkpoint.load(tmp_path / "p")["policies"], ck["policies"])
 
 
 def test_resume_after_some_agents_solved(solving):
