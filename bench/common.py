@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -102,6 +105,28 @@ def time_repeats(fn, *, repeats: int = 5, min_time: float = 0.2, sync=lambda: No
         sync()
         per_call.append((time.perf_counter() - t) / calls)
     return per_call, calls
+
+
+def train_process(args: list[str], run_dir: Path, limit: float, grace: float | None = None, cwd=None) -> tuple[float, bool]:
+    """``fastdqn train ARGS --out RUN_DIR`` (no progress bar, no plot) as a fresh process. Past
+    ``limit`` seconds it gets SIGINT, on which the trainer writes its checkpoint and summary, then
+    ``grace`` seconds more (None: as long as it takes). Returns ``(process wall s, interrupted)``;
+    raises RuntimeError when it fails or leaves no summary."""
+    cmd = [sys.executable, "-m", "fastdqn", "train", *args, "--out", str(run_dir), "--progress", "false",
+           "--plot", "false"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    try:
+        _, err = proc.communicate(timeout=max(limit, 1))
+        interrupted = False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        interrupted = True
+        _, err = proc.communicate(timeout=grace)
+    wall = time.perf_counter() - t0
+    if proc.returncode not in (0, 130) or not (Path(run_dir) / "summary.json").exists():
+        raise RuntimeError(f"fastdqn train {' '.join(args)} exited {proc.returncode}: {err.strip()[-2000:]}")
+    return wall, interrupted
 
 
 def median(xs):

@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TRAIN = [sys.executable, "-m", "fastdqn", "train"]
+sys.path.insert(0, str(HERE))
+from common import machine_info, train_process  # noqa: E402
+
 SECTIONS = ("startup_s", "iteration_us", "time_to_solve", "population", "env", "compiled_graph", "minatar")
 
 
@@ -83,13 +84,11 @@ def header(device: str) -> dict:
     import numpy
     import torch
 
-    sys.path.insert(0, str(HERE))
-    from common import machine_info
-
-    d = {"device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({machine_info()['cpu']})",
+    cpu = machine_info()["cpu"]
+    d = {"device": torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({cpu})",
          "versions": {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
                       "numpy": numpy.__version__, "numba": numba.__version__},
-         "host": {"cpu": machine_info()["cpu"], "cpu_count": os.cpu_count()},
+         "host": {"cpu": cpu, "cpu_count": os.cpu_count()},
          "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     from importlib.metadata import PackageNotFoundError, version
 
@@ -234,19 +233,9 @@ def compiled_graph(device: str, iters: int, recorder_factory) -> dict:
 
 # -- end-to-end runs ------------------------------------------------------------------------------
 def _train(args: list[str], run_dir: Path, timeout: float) -> dict:
-    """``fastdqn train ARGS`` as a fresh process; past ``timeout`` seconds it gets SIGINT (the trainer
-    then writes its checkpoint and summary, ``interrupted``) and 30 s more."""
-    t = time.perf_counter()
-    proc = subprocess.Popen([*TRAIN, *args, "--out", str(run_dir), "--progress", "false", "--plot", "false"],
-                            cwd=run_dir.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        _, err = proc.communicate(timeout=max(timeout, 1))
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    wall = time.perf_counter() - t
-    if proc.returncode not in (0, 130) or not (run_dir / "summary.json").exists():
-        raise RuntimeError(f"fastdqn train {' '.join(args)} exited {proc.returncode}: {err.strip()[-400:]}")
+    """``fastdqn train ARGS`` as a fresh process (SIGINT past ``timeout`` s, then 30 s to write its
+    summary): its process wall and its summary's figures."""
+    wall, _ = train_process(args, run_dir, timeout, grace=30, cwd=run_dir.parent)
     s = json.loads((run_dir / "summary.json").read_text())
     return {"wall_s": wall, "train_s": s["wall_time_s"], "solved": s["solved"], "agents_solved": s["agents_solved"],
             "env_steps": s["env_steps"], "env_steps_per_s": s["env_steps_per_s"], "interrupted": s["interrupted"]}

@@ -28,36 +28,20 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine_info, write_json  # noqa: E402
+from common import RESULTS, machine_info, train_process, write_json  # noqa: E402
 
 TARGETS = {"Breakout": 10.0, "SpaceInvaders": 43.0, "Asterix": 4.0, "Freeway": 30.0, "Seaquest": 0.4}
 
 
 def run_game(game: str, seeds: int, seed: int, minutes: float, workdir: Path, extra: list[str]) -> dict:
     out = workdir / f"{game}-s{seed}"
-    cmd = [sys.executable, "-m", "fastdqn.cli", "train", "--env", f"MinAtar/{game}-v1", "--population", str(seeds),
-           "--seed", str(seed), "--target_return", str(TARGETS[game]), *extra, "--out", str(out),
-           "--progress", "false", "--plot", "false"]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        proc.wait(timeout=minutes * 60)
-        interrupted = False
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-        interrupted = True
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - t0
-    if proc.returncode not in (0, 130):
-        raise RuntimeError(f"{game}: train exited {proc.returncode}: {stderr[-2000:]}")
+    wall, interrupted = train_process(["--env", f"MinAtar/{game}-v1", "--population", str(seeds), "--seed", str(seed),
+                                       "--target_return", str(TARGETS[game]), *extra], out, minutes * 60)
     summary = json.loads((out / "summary.json").read_text())
     with open(out / "evals.csv", newline="") as f:
         evals = list(csv.DictReader(f))
