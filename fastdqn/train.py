@@ -291,6 +291,11 @@ class Run:
         self.next_eval += self.cfg.eval_every
         return steps >= self.cfg.learning_starts
 
+    def training_rows(self) -> list[tuple[int, int]]:
+        """``(engine row, agent)`` of the agents still training (masked rows left out)."""
+        alive = set(self.alive)
+        return [(row, i) for row, i in enumerate(self.rows) if i in alive]
+
     def n_solved(self) -> int:
         return sum(a["solved"] for a in self.agents)
 
@@ -313,10 +318,8 @@ class Run:
         elapsed = time.perf_counter() - self.loop_start
         sps = self.work["env_steps"] / max(elapsed, 1e-9)
         wall = f"{self.prior_wall + elapsed:.3f}"
-        means, alive, eps = [], set(self.alive), []
-        for row, i in enumerate(self.rows):
-            if i not in alive:  # masked: solved or stopped
-                continue
+        means, eps = [], []
+        for row, i in self.training_rows():
             eps.append(m["epsilon"][row])
             count = m["episodes"][row]
             mean = m["return_sum"][row] / count if count else None
@@ -341,15 +344,13 @@ class Run:
         engine, threshold = self.engine, self.cfg.solve_threshold
         rets = engine.evaluate().cpu()
         mean, std = rets.mean(1).tolist(), rets.std(1, unbiased=False).tolist()
-        alive = set(self.alive)
-        crossed = [i in alive and threshold is not None and m >= threshold and not self.agents[i]["solved"]
-                   for m, i in zip(mean, self.rows)]
-        confirm = engine.evaluate(confirm=True).cpu() if any(crossed) else None
+        training = self.training_rows()
+        crossed = {row: threshold is not None and mean[row] >= threshold and not self.agents[i]["solved"]
+                   for row, i in training}
+        confirm = engine.evaluate(confirm=True).cpu() if any(crossed.values()) else None
         wall = self.prior_wall + time.perf_counter() - self.t_start
         rows = []
-        for row, i in enumerate(self.rows):
-            if i not in alive:
-                continue
+        for row, i in training:
             a = self.agents[i]
             r = {"env_step": engine.host_env_steps, "agent": i, "updates": engine.host_updates, "wall_time_s": wall,
                  "eval_mean_return": mean[row], "eval_std_return": std[row], "confirm_mean_return": None,
