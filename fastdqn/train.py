@@ -340,7 +340,8 @@ class Run:
         """Greedy evaluation of every agent in the engine; an agent whose mean reaches the threshold
         is confirmed on fresh episodes and solved if the confirmation's mean clears it by
         ``confirm_margin`` standard errors. Solved
-        (and stopped) agents then leave the engine with the weights that passed."""
+        (and stopped) agents then stop with the weights that passed: they leave the engine, or stay
+        in it masked where its shapes must not change (``mask_solved``)."""
         engine, threshold = self.engine, self.cfg.solve_threshold
         rets = engine.evaluate().cpu()
         mean, std = rets.mean(1).tolist(), rets.std(1, unbiased=False).tolist()
